@@ -1,0 +1,363 @@
+"""The typed, immutable IR graph that every runtime step and target consumes.
+
+Nodes are frozen dataclasses with typed input ports and one typed output.  The
+graph is a networkx DiGraph built from the nodes' inputs.  `to_json` is the
+canonical form (sorted keys, no timestamps, no absolute paths) and
+`from_json(to_json(g)) == g`.  A node's fingerprint hashes its definition
+without its name, position or upstream ids, so formatting and renames upstream
+never change it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import networkx as nx
+
+from . import expr as E
+from .diagnostics import Span
+
+SCHEMA_VERSION = 1
+FINGERPRINT_VERSION = 1
+
+_FROZEN = dict(frozen=True, slots=True, kw_only=True)
+_CLASSES: dict[str, type] = {}
+
+
+def _register(cls):
+    _CLASSES[cls.__name__] = cls
+    return cls
+
+
+# --- port types --------------------------------------------------------------------
+
+
+@_register
+@dataclass(**_FROZEN)
+class TableType:
+    """A table with known column types, in column order."""
+
+    columns: tuple[tuple[str, str], ...]
+
+    def column_types(self) -> dict[str, str]:
+        return dict(self.columns)
+
+
+@_register
+@dataclass(**_FROZEN)
+class ModelType:
+    """A fitted estimator: its task and the typed columns it reads and predicts."""
+
+    task: str  # "classification" | "regression"
+    features: tuple[tuple[str, str], ...]
+    target: tuple[str, str]
+
+
+@_register
+@dataclass(**_FROZEN)
+class MetricsType:
+    metrics: tuple[str, ...]
+
+
+@_register
+@dataclass(**_FROZEN)
+class DecisionType:
+    """A pass/fail decision with the value and verdict of every check."""
+
+
+@_register
+@dataclass(**_FROZEN)
+class Input:
+    """An input port: the role it plays, the node feeding it, and the type it carries."""
+
+    role: str
+    node: str
+    type: Any
+
+
+@_register
+@dataclass(**_FROZEN)
+class Resources:
+    cpus: float | None = None
+    memory_bytes: int | None = None
+    gpus: int | None = None
+
+
+# --- table operations (inside Transform) -------------------------------------------------
+
+
+@_register
+@dataclass(**_FROZEN)
+class Join:
+    how: str
+    on: tuple[str, ...]
+    suffixes: tuple[str, str] | None = None
+
+
+@_register
+@dataclass(**_FROZEN)
+class Filter:
+    predicate: E.Expr
+
+
+@_register
+@dataclass(**_FROZEN)
+class Aggregate:
+    keys: tuple[str, ...]
+    aggregates: tuple[tuple[str, E.Expr], ...]
+
+
+@_register
+@dataclass(**_FROZEN)
+class Derive:
+    column: str
+    expr: E.Expr
+
+
+@_register
+@dataclass(**_FROZEN)
+class Select:
+    columns: tuple[str, ...]
+
+
+@_register
+@dataclass(**_FROZEN)
+class Check:
+    """One `require` entry of a gate: its source text and typed expression."""
+
+    text: str
+    expr: E.Expr
+
+
+@_register
+@dataclass(**_FROZEN)
+class Step:
+    traffic: float
+    hold_seconds: int | None = None
+
+
+@_register
+@dataclass(**_FROZEN)
+class Evaluation:
+    """How a model is evaluated: a held-out split or k-fold cross-validation."""
+
+    method: str  # "split" | "cv"
+    seed: int
+    test_size: float | None = None
+    stratify: bool = False
+    folds: int | None = None
+
+
+# --- nodes -----------------------------------------------------------------------------
+
+
+@dataclass(**_FROZEN)
+class Node:
+    """Common to every node: identity, position, typed ports and the params it used."""
+
+    id: str
+    name: str
+    span: Span | None = field(default=None, compare=False)
+    description: str | None = None
+    inputs: tuple[Input, ...] = ()
+    output: Any = None
+    params: tuple[tuple[str, Any], ...] = ()
+    resources: Resources | None = None
+    retries: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def fingerprint(self) -> str:
+        return fingerprint(self)
+
+
+@_register
+@dataclass(**_FROZEN)
+class Source(Node):
+    format: str
+    path: str | None = None
+    uri: str | None = None
+    query: str | None = None
+    schema_declared: bool = True
+
+
+@_register
+@dataclass(**_FROZEN)
+class Transform(Node):
+    """One feature: an ordered list of table operations over its inputs."""
+
+    ops: tuple[Any, ...] = ()
+
+
+@_register
+@dataclass(**_FROZEN)
+class Train(Node):
+    estimator: str
+    estimator_params: str = "{}"  # canonical JSON of the constructor arguments
+    task: str = "classification"
+    target: str = ""
+    features: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    evaluation: Evaluation | None = None
+
+
+@_register
+@dataclass(**_FROZEN)
+class Evaluate(Node):
+    metrics: tuple[str, ...] = ()
+    evaluation: Evaluation | None = None
+
+
+@_register
+@dataclass(**_FROZEN)
+class Gate(Node):
+    subject: str = "model"  # "model" | "table"
+    checks: tuple[Check, ...] = ()
+
+
+@_register
+@dataclass(**_FROZEN)
+class Rollout(Node):
+    model: str = ""
+    strategy: str = "canary"
+    steps: tuple[Step, ...] = ()
+    rollback_if: Check | None = None
+
+
+NODE_KINDS = ("Source", "Transform", "Train", "Evaluate", "Gate", "Rollout")
+
+
+# --- JSON --------------------------------------------------------------------------------
+
+
+def encode(value: Any) -> Any:
+    """Any IR value as JSON-ready data (dataclasses tagged by `kind`)."""
+    if isinstance(value, E.Expr):
+        return E.to_json(value)
+    if isinstance(value, Span):
+        return value.to_json()
+    if dataclasses.is_dataclass(value):
+        data = {"kind": type(value).__name__}
+        for f in dataclasses.fields(value):
+            data[f.name] = encode(getattr(value, f.name))
+        return data
+    if isinstance(value, tuple):
+        return [encode(v) for v in value]
+    return value
+
+
+def decode(data: Any) -> Any:
+    if isinstance(data, list):
+        return tuple(decode(v) for v in data)
+    if not isinstance(data, dict):
+        return data
+    if "node" in data:
+        return E.from_json(data)
+    if "kind" not in data:
+        return Span.from_json(data)
+    cls = _CLASSES[data["kind"]]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: decode(v) for k, v in data.items() if k in names})
+
+
+def canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+_UNFINGERPRINTED = {"id", "name", "span", "description"}
+
+
+def fingerprint(node: Node) -> str:
+    """Hash of what the node computes: kind, config, port types; not names or positions."""
+    data = {k: v for k, v in encode(node).items() if k not in _UNFINGERPRINTED}
+    data["inputs"] = [{"role": i.role, "type": encode(i.type)} for i in node.inputs]
+    data["fingerprint_version"] = FINGERPRINT_VERSION
+    return hashlib.sha256(canonical(data).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The whole pipeline: metadata plus nodes in topological order (ties by id)."""
+
+    pipeline: str
+    nodes: tuple[Node, ...]
+    description: str | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+    targets: str = "{}"  # canonical JSON of the validated `targets:` options
+    source_file: str | None = None
+    _graph: nx.DiGraph = field(default=None, compare=False, repr=False)
+    _by_id: dict = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        g = nx.DiGraph()
+        by_id = {}
+        for n in self.nodes:
+            g.add_node(n.id)
+            by_id[n.id] = n
+        for n in self.nodes:
+            for i in n.inputs:
+                g.add_edge(i.node, n.id, role=i.role)
+        object.__setattr__(self, "_graph", nx.freeze(g))
+        object.__setattr__(self, "_by_id", by_id)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The (frozen) networkx graph; node keys are node ids, edges carry the input role."""
+        return self._graph
+
+    def node(self, node_id: str) -> Node:
+        return self._by_id[node_id]
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def upstream(self, node_id: str) -> list[Node]:
+        return [self._by_id[n] for n in sorted(self._graph.predecessors(node_id))]
+
+    def downstream(self, node_id: str) -> list[Node]:
+        return [self._by_id[n] for n in sorted(self._graph.successors(node_id))]
+
+    def edges(self) -> list[tuple[str, str, str]]:
+        return sorted((u, v, d["role"]) for u, v, d in self._graph.edges(data=True))
+
+    def to_data(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "pipeline": self.pipeline,
+            "description": self.description,
+            "params": {k: v for k, v in self.params},
+            "targets": json.loads(self.targets),
+            "source_file": self.source_file,
+            "nodes": [dict(encode(n), fingerprint=fingerprint(n)) for n in self.nodes],
+            "edges": [list(e) for e in self.edges()],
+        }
+
+    def to_json(self) -> str:
+        """Canonical, byte-stable JSON (indented for reviewable diffs)."""
+        return json.dumps(self.to_data(), sort_keys=True, indent=1, ensure_ascii=False,
+                          allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Graph":
+        data = json.loads(text)
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"IR schema_version {version!r} is not supported "
+                             f"(this pipespec reads {SCHEMA_VERSION})")
+        nodes = tuple(decode(n) for n in data["nodes"])
+        for raw, node in zip(data["nodes"], nodes):
+            if raw.get("fingerprint") != fingerprint(node):
+                raise ValueError(f"IR node {node.id}: fingerprint does not match its definition "
+                                 "(edited by hand, or written by another pipespec version)")
+        return cls(pipeline=data["pipeline"], nodes=nodes, description=data.get("description"),
+                   params=tuple(sorted(data.get("params", {}).items())),
+                   targets=canonical(data.get("targets", {})), source_file=data.get("source_file"))

@@ -1,0 +1,3 @@
+from pipespec.cli import main
+
+main()

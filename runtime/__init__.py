@@ -1,0 +1,1 @@
+"""The pipespec runtime (content-addressed cache, local execution).  Not built yet."""

@@ -1,0 +1,1 @@
+"""Back ends: each compiles the IR into files for one orchestrator."""

@@ -1,0 +1,16 @@
+"""The `ir` target: the canonical IR JSON itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipespec.compiler.ir import Graph
+
+from .base import Artifact
+
+name = "ir"
+description = "canonical IR JSON (what every runtime step reads)"
+
+
+def compile(ir: Graph, options: dict[str, Any]) -> Artifact:  # noqa: A001 - the Target protocol
+    return Artifact({f"{ir.pipeline}.ir.json": ir.to_json().encode()})
