@@ -257,10 +257,8 @@ def decode(data: Any) -> Any:
         return tuple(decode(v) for v in data)
     if not isinstance(data, dict):
         return data
-    if "node" in data:
-        return E.from_json(data)
     if "kind" not in data:
-        return Span.from_json(data)
+        return E.from_json(data) if "node" in data else Span.from_json(data)
     cls = _CLASSES[data["kind"]]
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: decode(v) for k, v in data.items() if k in names})
