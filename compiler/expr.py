@@ -114,6 +114,16 @@ class Call(Expr):
 
 NODE_CLASSES = {c.__name__: c for c in (Literal, Column, Param, Qualified, Unary, Binary, InList,
                                          IsNull, Call)}
+_FIELDS = {c: tuple(f.name for f in dataclasses.fields(c)) for c in NODE_CLASSES.values()}
+_JSON_FIELDS = {c: tuple(f.name for f in dataclasses.fields(c) if f.compare) for c in NODE_CLASSES.values()}
+
+
+def evolve(node: Expr, **changes) -> Expr:
+    """A copy of `node` with some fields changed (dataclasses.replace, without its overhead)."""
+    new = object.__new__(type(node))
+    for name in _FIELDS[type(node)]:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(node, name))
+    return new
 
 
 class ExprSyntaxError(Exception):
@@ -209,7 +219,7 @@ class _Build(Transformer):
     def atom(self, c):  # "(" expr ")": keep the parentheses in the span
         inner = c[1]
         s, e, _ = _span(*c)
-        return dataclasses.replace(inner, start=s, end=e)
+        return evolve(inner, start=s, end=e)
 
     def _unary(self, op, c):
         s, e, d = _span(*c)
@@ -304,8 +314,12 @@ def _syntax_error(exc: LarkError, text: str) -> ExprSyntaxError:
                            "the expression is incomplete (an operand or a closing bracket is missing)")
 
 
+@lru_cache(maxsize=4096)
 def parse(text: str) -> Expr:
-    """Parse expression text; raises ExprSyntaxError (never a lark or Python error)."""
+    """Parse expression text; raises ExprSyntaxError (never a lark or Python error).
+
+    Memoized by text: ASTs are immutable, and specs repeat expressions.
+    """
     if not isinstance(text, str):
         raise ExprSyntaxError("an expression must be a string", 0, 1)
     if len(text) > MAX_EXPR_CHARS:
@@ -408,15 +422,13 @@ def _literal_text(v: Any) -> str:
 
 def to_json(e: Expr) -> dict:
     data: dict[str, Any] = {"node": type(e).__name__}
-    for f in dataclasses.fields(e):
-        if not f.compare:
-            continue
-        v = getattr(e, f.name)
+    for name in _JSON_FIELDS[type(e)]:
+        v = getattr(e, name)
         if isinstance(v, Expr):
             v = to_json(v)
         elif isinstance(v, tuple):
             v = [to_json(x) for x in v]
-        data[f.name] = v
+        data[name] = v
     return data
 
 

@@ -244,12 +244,22 @@ def encode(value: Any) -> Any:
         return value.to_json()
     if dataclasses.is_dataclass(value):
         data = {"kind": type(value).__name__}
-        for f in dataclasses.fields(value):
-            data[f.name] = encode(getattr(value, f.name))
+        for name in _field_names(type(value)):
+            data[name] = encode(getattr(value, name))
         return data
     if isinstance(value, tuple):
         return [encode(v) for v in value]
     return value
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def decode(data: Any) -> Any:
@@ -260,7 +270,7 @@ def decode(data: Any) -> Any:
     if "kind" not in data:
         return E.from_json(data) if "node" in data else Span.from_json(data)
     cls = _CLASSES[data["kind"]]
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _field_names(cls)
     return cls(**{k: decode(v) for k, v in data.items() if k in names})
 
 
@@ -271,12 +281,18 @@ def canonical(data: Any) -> str:
 _UNFINGERPRINTED = {"id", "name", "span", "description"}
 
 
-def fingerprint(node: Node) -> str:
+def fingerprint(node: Node, encoded: dict | None = None) -> str:
     """Hash of what the node computes: kind, config, port types; not names or positions."""
-    data = {k: v for k, v in encode(node).items() if k not in _UNFINGERPRINTED}
-    data["inputs"] = [{"role": i.role, "type": encode(i.type)} for i in node.inputs]
+    encoded = encode(node) if encoded is None else encoded
+    data = {k: v for k, v in encoded.items() if k not in _UNFINGERPRINTED}
+    data["inputs"] = [{"role": i["role"], "type": i["type"]} for i in encoded["inputs"]]
     data["fingerprint_version"] = FINGERPRINT_VERSION
     return hashlib.sha256(canonical(data).encode()).hexdigest()
+
+
+def _with_fingerprint(encoded: dict) -> dict:
+    encoded["fingerprint"] = fingerprint(None, encoded)
+    return encoded
 
 
 @dataclass(frozen=True)
@@ -335,14 +351,23 @@ class Graph:
             "params": {k: v for k, v in self.params},
             "targets": json.loads(self.targets),
             "source_file": self.source_file,
-            "nodes": [dict(encode(n), fingerprint=fingerprint(n)) for n in self.nodes],
+            "nodes": [_with_fingerprint(encode(n)) for n in self.nodes],
             "edges": [list(e) for e in self.edges()],
         }
 
     def to_json(self) -> str:
-        """Canonical, byte-stable JSON (indented for reviewable diffs)."""
-        return json.dumps(self.to_data(), sort_keys=True, indent=1, ensure_ascii=False,
-                          allow_nan=False) + "\n"
+        """Canonical, byte-stable JSON: sorted keys, one node and one edge per line, so a
+        change to one node is a one-line diff (and the C encoder keeps it fast)."""
+        data = self.to_data()
+        parts = []
+        for key in sorted(data):
+            value = data[key]
+            if key in ("nodes", "edges") and value:
+                items = ",\n  ".join(canonical(v) for v in value)
+                parts.append(f"{json.dumps(key)}: [\n  {items}\n ]")
+            else:
+                parts.append(f"{json.dumps(key)}: {canonical(value)}")
+        return "{\n " + ",\n ".join(parts) + "\n}\n"
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Graph":

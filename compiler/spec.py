@@ -129,8 +129,9 @@ class Join(Strict):
     right: str
     on: list[str] = Field(description="key column, or a list of key columns")
     how: Literal["inner", "left", "right", "outer"] = "inner"
-    suffixes: Optional[tuple[str, str]] = Field(
-        None, description="[left_suffix, right_suffix] for clashing non-key columns")
+    suffixes: Optional[list[str]] = Field(
+        None, min_length=2, max_length=2,
+        description="[left_suffix, right_suffix] for clashing non-key columns")
 
     @field_validator("on", mode="before")
     @classmethod

@@ -7,7 +7,6 @@ becomes a typed Literal, and the names used are recorded for the cache key.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -55,14 +54,14 @@ class Checker:
 
     def _fail(self, e: E.Expr, code: str, msg: str, hint: str | None = None) -> E.Expr:
         self.report(code, msg, e, hint)
-        return dataclasses.replace(e, type=None)
+        return E.evolve(e, type=None)
 
     # leaves
 
     def _Literal(self, e: E.Literal) -> E.Expr:
         v = e.value
         t = T.NULL if v is None else param_type(v)
-        return dataclasses.replace(e, type=t)
+        return E.evolve(e, type=t)
 
     def _Param(self, e: E.Param) -> E.Expr:
         if e.name not in self.scope.params:
@@ -84,7 +83,7 @@ class Checker:
         if s.mode == AGG and not self.in_aggregate and e.name not in s.group_keys:
             return self._fail(e, "E0208", f"column '{e.name}' must be inside an aggregate or be a "
                               "group_by column", f"e.g. sum({e.name}) or max({e.name})")
-        return dataclasses.replace(e, type=s.columns[e.name])
+        return E.evolve(e, type=s.columns[e.name])
 
     def _Qualified(self, e: E.Qualified) -> E.Expr:
         if e.qualifier != "production" or not self.scope.production:
@@ -95,39 +94,39 @@ class Checker:
         if e.name not in self.scope.columns:
             return self._fail(e, "E0210", f"unknown metric 'production.{e.name}'",
                               suggest(e.name, self.scope.columns, self.scope.what))
-        return dataclasses.replace(e, type=T.FLOAT64)
+        return E.evolve(e, type=T.FLOAT64)
 
     # operators
 
     def _Unary(self, e: E.Unary) -> E.Expr:
         operand = self.check(e.operand)
         t = operand.type
-        new = dataclasses.replace(e, operand=operand, type=None)
+        new = E.evolve(e, operand=operand, type=None)
         if t is None:
             return new
         if e.op == "not":
             if t not in (T.BOOL, T.NULL):
                 return self._fail(new, "E0206", f"'not' needs a boolean operand, found {t}")
-            return dataclasses.replace(new, type=T.BOOL)
+            return E.evolve(new, type=T.BOOL)
         if not T.is_numeric(t):
             return self._fail(new, "E0206", f"unary '{e.op}' needs a numeric operand, found {t}")
-        return dataclasses.replace(new, type=T.INT64 if t == T.NULL else t)
+        return E.evolve(new, type=T.INT64 if t == T.NULL else t)
 
     def _Binary(self, e: E.Binary) -> E.Expr:
         left, right = self.check(e.left), self.check(e.right)
-        new = dataclasses.replace(e, left=left, right=right, type=None)
+        new = E.evolve(e, left=left, right=right, type=None)
         a, b = left.type, right.type
         if a is None or b is None:
             return new
         result = _binary_type(e.op, a, b)
         if isinstance(result, str) and result.startswith("!"):
             return self._fail(new, "E0206", result[1:], _binary_hint(e.op, a, b))
-        return dataclasses.replace(new, type=result)
+        return E.evolve(new, type=result)
 
     def _InList(self, e: E.InList) -> E.Expr:
         operand = self.check(e.operand)
         items = tuple(self.check(i) for i in e.items)
-        new = dataclasses.replace(e, operand=operand, items=items, type=T.BOOL)
+        new = E.evolve(e, operand=operand, items=items, type=T.BOOL)
         for item in items:
             if item.type is not None and not isinstance(item, E.Literal):
                 return self._fail(item, "E0206", "the items of an 'in' list must be literals or params")
@@ -137,14 +136,14 @@ class Checker:
         return new
 
     def _IsNull(self, e: E.IsNull) -> E.Expr:
-        return dataclasses.replace(e, operand=self.check(e.operand), type=T.BOOL)
+        return E.evolve(e, operand=self.check(e.operand), type=T.BOOL)
 
     # calls
 
     def _Call(self, e: E.Call) -> E.Expr:
         fn, aggregate = self._lookup(e)
         if fn is None:
-            return dataclasses.replace(e, args=tuple(self.check(a) for a in e.args), type=None)
+            return E.evolve(e, args=tuple(self.check(a) for a in e.args), type=None)
         n = len(e.args)
         if n < fn.min_args or (fn.max_args is not None and n > fn.max_args):
             want = (str(fn.min_args) if fn.min_args == fn.max_args else
@@ -164,11 +163,11 @@ class Checker:
         return self._apply(e, fn, args)
 
     def _apply(self, e: E.Call, fn: Function, args: tuple[E.Expr, ...]) -> E.Expr:
-        new = dataclasses.replace(e, args=args, type=None)
+        new = E.evolve(e, args=args, type=None)
         if any(a.type is None for a in args):
             return new
         try:
-            return dataclasses.replace(new, type=fn.result([a.type for a in args], list(args)))
+            return E.evolve(new, type=fn.result([a.type for a in args], list(args)))
         except ArgError as err:
             target = args[err.index] if err.index is not None else new
             return self._fail(target, err.code, f"{e.func}(): {err.message}")
@@ -181,7 +180,7 @@ class Checker:
             if a.name not in self.scope.columns:
                 return self._fail(a, "E0203", f"unknown column '{a.name}'",
                                   suggest(a.name, self.scope.columns, self.scope.what))
-            args.append(dataclasses.replace(a, type=self.scope.columns[a.name]))
+            args.append(E.evolve(a, type=self.scope.columns[a.name]))
         return self._apply(e, fn, tuple(args))
 
     def _lookup(self, e: E.Call) -> tuple[Function | None, bool]:

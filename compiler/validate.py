@@ -203,7 +203,10 @@ def _value_message(kind: str, err: dict, value: Any) -> str:
     if kind == "string_pattern_mismatch":
         return f"invalid value {value!r}: must match {ctx.get('pattern')}"
     if kind == "too_short":
-        return "needs at least one item" if ctx.get("min_length") == 1 else err["msg"]
+        n = ctx.get("min_length")
+        return "needs at least one item" if n == 1 else f"needs at least {n} items"
+    if kind == "too_long":
+        return f"takes at most {ctx.get('max_length')} items"
     if kind in ("greater_than_equal", "greater_than"):
         return f"{value!r} is too small: must be {'>=' if kind.endswith('equal') else '>'} {ctx.get('ge', ctx.get('gt'))}"
     msg = err["msg"]
