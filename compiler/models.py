@@ -42,16 +42,15 @@ def _estimator(lw: "Lowering", name: str, m: Model):
 
 def _lower_model(lw: "Lowering", name: str, m: Model) -> None:
     base = ("models", name)
+    task = _estimator(lw, name, m)
+    ok = _check_metrics(lw, base, m, task)
     if m.from_ not in lw.table_node:
         if m.from_ not in lw.spec.sources and m.from_ not in lw.spec.features:
             lw.unknown_table(m.from_, base + ("from",))
-        _estimator(lw, name, m)
         return
-    task = _estimator(lw, name, m)
     schema = lw.schemas[m.from_]
     types = dict(schema)
-    ok = task is not None and _check_columns(lw, base, m, task, types)
-    ok = _check_metrics(lw, base, m, task) and ok
+    ok = task is not None and _check_columns(lw, base, m, task, types) and ok
     if not ok:
         return
     features = m.features if m.features is not None else [
@@ -178,9 +177,8 @@ def lower_gates(lw: "Lowering") -> None:
                     lw.diags.add("E0302", f"unknown model '{g.model}'", lw.doc.span(base + ("model",)),
                                  suggest(g.model, lw.spec.models, "models"))
                 continue
-            if subject is None:
-                continue
-            metrics = {m: T.FLOAT64 for m in subject.metrics}
+            # the declared metrics are known even when the model itself has errors
+            metrics = {m: T.FLOAT64 for m in lw.spec.models[g.model].metrics if m in METRICS}
             scope = lw.scope(METRICS_MODE, metrics, f"metrics of {g.model}", production=True)
             role = "metrics"
         else:
@@ -192,7 +190,7 @@ def lower_gates(lw: "Lowering") -> None:
             scope = lw.scope(CHECK, lw.schemas[g.table], g.table)
             role = "table"
         checks = _checks(lw, base + ("require",), g.require, scope)
-        if checks is None:
+        if checks is None or subject is None:
             continue
         node = ir.Gate(id=f"gate.{name}", name=name, span=lw.ir_span(base), description=g.description,
                        inputs=(ir.Input(role=role, node=subject.id, type=subject.output),),

@@ -31,24 +31,27 @@ def lower_feature(lw: "Lowering", name: str, f: Feature, inputs: dict[str, Schem
         schema = inputs["input"]
     if schema is None:
         return ops, None
+    ok = True
     if f.where is not None:
         pred = lw.expr(base + ("where",), f.where, lw.scope(ROW, schema, name), boolean=True)
-        if pred is None:
-            return ops, None
-        ops.append(ir.Filter(predicate=pred))
+        ok = pred is not None
+        if ok:
+            ops.append(ir.Filter(predicate=pred))
     if f.aggregate is not None:
         schema = _aggregate(lw, base, name, f, schema, ops)
         if schema is None:
             return ops, None
     for column, text in (f.columns or {}).items():
-        schema = _derive(lw, base + ("columns", column), name, column, text, schema, ops)
-        if schema is None:
-            return ops, None
+        # a failed column stays in the schema untyped, so later uses of it stay quiet
+        schema, good = _derive(lw, base + ("columns", column), name, column, text, schema, ops)
+        ok = ok and good
+    if any(t is None for _, t in schema):
+        return ops, None
     if f.select is not None:
         schema = _select(lw, base + ("select",), name, f.select, schema, ops)
     elif f.drop is not None:
         schema = _drop(lw, base + ("drop",), name, f.drop, schema, ops)
-    return ops, schema
+    return ops, schema if ok else None
 
 
 def _columns_hint(lw: "Lowering", table: str, col: str, schema: Schema) -> str | None:
@@ -152,18 +155,19 @@ def _has_aggregate(e) -> bool:
     return any(isinstance(n, E.Call) and n.func in AGGREGATE for n in E.walk(e))
 
 
-def _derive(lw: "Lowering", path: tuple, name: str, column: str, text: str, schema: Schema, ops: list):
+def _derive(lw: "Lowering", path: tuple, name: str, column: str, text: str, schema: Schema,
+            ops: list) -> tuple[Schema, bool]:
     typed = lw.expr(path, text, lw.scope(ROW, schema, name))
-    if typed is None:
-        return None
-    if typed.type == T.NULL:
+    if typed is not None and typed.type == T.NULL:
         lw.diags.add("E0211", f"column '{column}' is always null and has no type", lw.doc.span(path),
                      'give it one: cast(null, "float64")')
-        return None
-    ops.append(ir.Derive(column=column, expr=typed))
+        typed = None
+    new_type = typed.type if typed is not None else None
+    if typed is not None:
+        ops.append(ir.Derive(column=column, expr=typed))
     if column in dict(schema):
-        return tuple((c, typed.type if c == column else t) for c, t in schema)
-    return schema + ((column, typed.type),)
+        return tuple((c, new_type if c == column else t) for c, t in schema), typed is not None
+    return schema + ((column, new_type),), typed is not None
 
 
 def _select(lw: "Lowering", path: tuple, name: str, cols: list[str], schema: Schema, ops: list):

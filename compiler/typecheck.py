@@ -80,6 +80,8 @@ class Checker:
             code = "E0210" if s.mode in (METRICS, SERVING) else "E0203"
             kind = "metric" if code == "E0210" else "column"
             return self._fail(e, code, f"unknown {kind} '{e.name}'", suggest(e.name, s.columns, s.what))
+        if s.columns[e.name] is None:  # defined by an expression that failed: already reported
+            return E.evolve(e, type=None)
         if s.mode == AGG and not self.in_aggregate and e.name not in s.group_keys:
             return self._fail(e, "E0208", f"column '{e.name}' must be inside an aggregate or be a "
                               "group_by column", f"e.g. sum({e.name}) or max({e.name})")
