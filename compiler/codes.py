@@ -34,7 +34,7 @@ CODES: dict[str, Code] = {
         usually keep the last one silently; pipespec rejects it because the first definition
         would be lost without warning."""),
     "E0005": _c("spec too large or too deeply nested", """The file exceeds a safety limit: file
-        size (16 MiB), nesting depth (64), total YAML nodes after alias expansion (2,000,000), or
+        size (16 MiB), nesting depth (64), total YAML nodes after alias expansion (1,000,000), or
         expression length (10,000 characters) and nesting depth (200). These limits stop alias
         bombs and pathological input from exhausting memory or the stack."""),
     "E0006": _c("unsupported YAML feature", """Anchors/aliases used as mapping keys, merge keys
@@ -51,7 +51,7 @@ CODES: dict[str, Code] = {
         string, `5` a number."""),
     "E0104": _c("invalid value", """A value has the right type but is not allowed: a name that does
         not match its pattern, an unknown enum choice, a number out of range, a malformed
-        memory size or duration."""),
+        memory size, or a non-finite number (`.inf`, `.nan`), which no spec value accepts."""),
     "E0105": _c("unsupported language version", """`pipespec:` gives the language version of the
         file. This release understands version 1."""),
     "E0106": _c("conflicting or incomplete keys", """Keys that exclude each other are both present
@@ -104,17 +104,17 @@ CODES: dict[str, Code] = {
         form one namespace because `from:` can name either."""),
     # E04xx: tables and schemas
     "E0401": _c("unknown column type", """A schema or `cast` names a type that is not one of
-        `int64 int32 float64 float32 bool string date timestamp`, or a file's column has a type
-        pipespec cannot represent."""),
+        `int64 int32 float64 float32 bool string date timestamp`."""),
     "E0402": _c("join key type mismatch", """The join key columns have different types on the two
         sides. Cast one side in an upstream feature so both match exactly."""),
     "E0403": _c("join column clash", """Both sides of a join have a non-key column with the same
         name. Rename one upstream, drop it, or set `suffixes: [left_suffix, right_suffix]`."""),
     "E0404": _c("cannot type source", """A source has no `schema:` and its file could not be
-        read to infer one (missing, unreachable, or a SQL source). Declare `schema:` so the
+        read to infer one (missing, unreachable, a SQL source, or a column of a type pipespec
+        cannot represent). Declare `schema:` so the
         columns that use it can be type-checked before any data is read."""),
     "E0405": _c("duplicate column", """A column appears twice: in `select`, in `group_by`, as an
-        aggregate named like a group key, or in a schema."""),
+        or as an aggregate named like a group key."""),
     "E0406": _c("empty table", """A transform would produce a table with no columns (for example
         `drop:` removes every column)."""),
     # E05xx: models

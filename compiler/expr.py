@@ -226,6 +226,10 @@ class _Build(Transformer):
         return Unary(op=op, operand=_exprs(c)[0], start=s, end=e, depth=d)
 
     def neg(self, c):
+        operand = _exprs(c)[0]
+        if isinstance(operand, Literal) and type(operand.value) in (int, float):
+            s, e, _ = _span(*c)  # a negative number is a literal (so `x in [-1, 0]` works)
+            return Literal(value=-operand.value, start=s, end=e)
         return self._unary("-", c)
 
     def pos(self, c):

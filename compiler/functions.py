@@ -174,7 +174,7 @@ def _sum(ts, _):
 
 
 def _min_max(ts, _):
-    t = _need(ts, 0, T.ORDERED, "numeric, string, date or timestamp")
+    t = _need(ts, 0, T.ORDERED, "numeric, bool, string, date or timestamp")
     return T.FLOAT64 if t == T.NULL else t
 
 

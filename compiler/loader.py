@@ -244,6 +244,9 @@ class _Builder:
         if error:
             self.fail("E0006", error, event.start_mark, event.end_mark)
         path = self.next_path(event)
+        if isinstance(value, float) and not math.isfinite(value):
+            self.diags.add("E0104", f"non-finite number '{event.value}' is not allowed in a spec",
+                           self.span(event.start_mark, event.end_mark))
         if path is not None:
             self.doc.spans[path] = self.span(event.start_mark, event.end_mark)
             if isinstance(value, str):

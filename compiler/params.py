@@ -8,6 +8,7 @@ so a string parameter can never change an expression's structure.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -84,7 +85,10 @@ def _convert(raw: str, default: Any) -> Any:
     if isinstance(default, int):
         return int(raw)
     if isinstance(default, float):
-        return float(raw)
+        value = float(raw)
+        if not math.isfinite(value):
+            raise ValueError(raw)
+        return value
     return raw
 
 

@@ -130,7 +130,7 @@ class Checker:
         items = tuple(self.check(i) for i in e.items)
         new = E.evolve(e, operand=operand, items=items, type=T.BOOL)
         for item in items:
-            if item.type is not None and not isinstance(item, E.Literal):
+            if item.type is not None and not _constant(item):
                 return self._fail(item, "E0206", "the items of an 'in' list must be literals or params")
             if operand.type is not None and item.type is not None and not T.comparable(operand.type, item.type):
                 return self._fail(item, "E0206", f"'in' list item of type {item.type} cannot match "
@@ -144,14 +144,15 @@ class Checker:
 
     def _Call(self, e: E.Call) -> E.Expr:
         fn, aggregate = self._lookup(e)
-        if fn is None:
-            return E.evolve(e, args=tuple(self.check(a) for a in e.args), type=None)
+        if fn is None:  # reported; in a table gate its column arguments would only cascade
+            args = e.args if self.scope.mode == CHECK else tuple(self.check(a) for a in e.args)
+            return E.evolve(e, args=args, type=None)
         n = len(e.args)
         if n < fn.min_args or (fn.max_args is not None and n > fn.max_args):
             want = (str(fn.min_args) if fn.min_args == fn.max_args else
                     f"{fn.min_args} to {fn.max_args}" if fn.max_args is not None else f"at least {fn.min_args}")
             return self._fail(e, "E0204", f"{e.func}() takes {want} argument(s), got {n}")
-        if self.scope.mode == CHECK:
+        if self.scope.mode == CHECK and fn is CHECKS.get(e.func):
             return self._check_call(e, fn)
         if aggregate:
             if self.in_aggregate:
@@ -190,8 +191,10 @@ class Checker:
         if mode == CHECK:
             if e.func in CHECKS:
                 return CHECKS[e.func], False
-            self.report("E0601" if e.func in SCALAR or e.func in AGGREGATE else "E0202",
-                        f"'{e.func}' is not a data check", e, suggest(e.func, CHECKS, "data checks"))
+            if e.func in SCALAR:  # e.g. abs(mean(x) - 1) or max(day) >= date("2026-01-01")
+                return SCALAR[e.func], False
+            self.report("E0601" if e.func in AGGREGATE else "E0202", f"'{e.func}' is not a data check",
+                        e, suggest(e.func, list(CHECKS) + list(SCALAR), "data checks and functions"))
             return None, False
         if e.func in SCALAR:
             return SCALAR[e.func], False
@@ -236,3 +239,8 @@ def _binary_hint(op: str, a: str, b: str) -> str | None:
     if op == "=":
         return "use == to compare"
     return None
+
+
+def _constant(e: E.Expr) -> bool:
+    """Literals, and date/timestamp literals written as calls."""
+    return isinstance(e, E.Literal) or (isinstance(e, E.Call) and e.func in ("date", "timestamp"))
