@@ -113,6 +113,10 @@ CODES: dict[str, Code] = {
         read to infer one (missing, unreachable, a SQL source, or a column of a type pipespec
         cannot represent). Declare `schema:` so the
         columns that use it can be type-checked before any data is read."""),
+    "W0404": _c("declared schema differs from the file", """Warning. The source's file is
+        reachable at check time and its columns do not match `schema:`: a declared column is
+        missing from the file, or (for Parquet and Arrow files, whose types are exact) has
+        another type. The run would fail when it enforces the schema on read."""),
     "E0405": _c("duplicate column", """A column appears twice: in `select`, in `group_by`, as an
         or as an aggregate named like a group key."""),
     "E0406": _c("empty table", """A transform would produce a table with no columns (for example

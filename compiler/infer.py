@@ -61,6 +61,23 @@ def infer(fmt: str, path: str, base_dir: str) -> tuple[tuple[str, str], ...]:
     return tuple(columns)
 
 
+def compare(fmt: str, path: str, base_dir: str,
+            declared: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """(column, problem) where a declared schema and a reachable local file differ."""
+    try:
+        actual = dict(infer(fmt, path, base_dir))
+    except InferError:
+        return []
+    problems = []
+    for column, declared_type in declared:
+        if column not in actual:
+            problems.append((column, f"column '{column}' is not in {path}"))
+        elif fmt in ("parquet", "arrow") and actual[column] != declared_type:
+            problems.append((column, f"column '{column}' is {actual[column]} in {path}, "
+                                     f"declared {declared_type}"))
+    return problems
+
+
 def _read_schema(fmt: str, full: str):
     import pyarrow as pa
 

@@ -19,7 +19,7 @@ from . import ir
 from . import loader, params as P
 from . import types as T
 from .diagnostics import Diagnostic, Diagnostics, suggest
-from .infer import InferError, infer
+from .infer import InferError, compare, infer
 from .spec import SpecFile, parse_memory
 from .tables import lower_feature
 from .typecheck import Checker, Scope
@@ -192,6 +192,10 @@ class Lowering:
         for name, s in self.spec.sources.items():
             self.begin(("sources", name))
             schema = tuple(s.schema_.items()) if s.schema_ is not None else None
+            if schema is not None and s.path is not None:
+                for column, problem in compare(s.format, s.path, self.base_dir, schema):
+                    self.diags.add("W0404", problem, self.doc.span(("sources", name, "schema", column)),
+                                   severity="warning")
             if schema is None:
                 try:
                     schema = infer(s.format, s.path or "", self.base_dir)

@@ -25,6 +25,7 @@ _MEMORY_UNITS = {"B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "KB": 
                  "GB": 10**9, "TB": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
                  "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
+SQL_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg://", "postgres://")
 ColumnType = Literal["int64", "int32", "float64", "float32", "bool", "string", "date", "timestamp"]
 assert set(ColumnType.__args__) == set(COLUMN_TYPES)
 
@@ -116,6 +117,9 @@ class Source(Strict):
                 raise error("E0106", "a sql source takes `uri:` and `query:`, not `path:`")
             if self.uri is None or self.query is None:
                 raise error("E0106", "a sql source needs both `uri:` and `query:`")
+            if not self.uri.startswith(SQL_SCHEMES):
+                raise error("E0104", f"unsupported database URI '{self.uri.split(':')[0]}:'; "
+                            f"use one of {', '.join(SQL_SCHEMES)}")
         else:
             if self.uri is not None or self.query is not None:
                 raise error("E0106", f"a {self.format} source takes `path:`; `uri:`/`query:` are for sql")
