@@ -45,7 +45,8 @@ def estimator_class(path: str) -> tuple[type, str]:
 
     if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
         public = [n for n, v in vars(module).items() if isinstance(v, type) and not n.startswith("_")
-                  and issubclass(v, BaseEstimator)]
+                  and issubclass(v, BaseEstimator) and not inspect.isabstract(v)
+                  and not n.startswith("Base")]
         from .diagnostics import suggest
         raise EstimatorError("E0501", f"'{cls_name}' is not an estimator in {module_name}",
                              suggest(cls_name, public, f"estimators in {module_name}"))

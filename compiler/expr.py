@@ -157,7 +157,8 @@ def _exprs(children) -> list[Expr]:
     return [c for c in children if isinstance(c, Expr)]
 
 
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "\\": "\\", "'": "'", '"': '"',
+            "0": "\0"}
 
 
 def _unquote(token: Token) -> str:
@@ -295,6 +296,17 @@ _CHAR_HINTS = {"=": "use '==' to compare", "&": "use 'and'", "|": "use 'or'", "!
                "{": "use [..] for lists"}
 
 
+def _token_word(name: str) -> str:
+    """How to show an expected terminal: its literal text, or a word for a pattern."""
+    if name in _TOKEN_WORDS:
+        return _TOKEN_WORDS[name]
+    try:
+        pattern = _parser().get_terminal(name).pattern
+    except KeyError:
+        return "a token"
+    return repr(pattern.value) if pattern.type == "str" else "a token"
+
+
 def _syntax_error(exc: LarkError, text: str) -> ExprSyntaxError:
     if isinstance(exc, UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
@@ -308,8 +320,7 @@ def _syntax_error(exc: LarkError, text: str) -> ExprSyntaxError:
             hint = "comparisons do not chain: write 'a < b and b < c'"
         elif tok.type in ("NAME", "INT", "FLOAT", "STRING", "QUOTED_NAME"):
             hint = "an operator (or a comma) is missing before it; backquote names with spaces"
-        expected = sorted({_TOKEN_WORDS.get(t, repr(t.lower())) for t in exc.expected
-                           if not t.startswith("__")})
+        expected = sorted({_token_word(t) for t in exc.expected if not t.startswith("__")})
         if not hint and expected:
             hint = "expected " + ", ".join(expected[:6])
         return ExprSyntaxError(f"unexpected {tok.value!r}", tok.start_pos, tok.end_pos, hint)

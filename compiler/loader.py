@@ -199,8 +199,10 @@ class _Builder:
             return top.path + (top.key,)
         return None  # this value is a key
 
-    def add(self, value: Any, size: int, event, anchor: str | None, is_scalar_event: bool) -> None:
-        self.total += size
+    def add(self, value: Any, size: int, event, anchor: str | None, is_scalar_event: bool,
+            new_nodes: int = 1) -> None:
+        """Place a finished value; `size` is its expanded node count, `new_nodes` what it adds."""
+        self.total += new_nodes
         if self.total > MAX_NODES:
             self.fail("E0005", f"the spec expands to more than {MAX_NODES:,} YAML nodes "
                       "(an alias bomb?)", event.start_mark)
@@ -279,7 +281,7 @@ class _Builder:
         if path is None:
             self.fail("E0006", "aliases cannot be used as mapping keys", event.start_mark)
         self.doc.spans[path] = self.span(event.start_mark, event.end_mark)
-        self.add(value, size, event, None, False)
+        self.add(value, size, event, None, False, new_nodes=size)
 
     def run(self, events) -> None:
         for event in events:
@@ -349,25 +351,36 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Document | None:
         problem = exc.problem or "invalid YAML"
         if exc.context:
             problem = f"{problem} ({exc.context})"
-        diags.add("E0002", problem, span, _yaml_hint(problem))
+        at = _char_at(text, mark) if mark else ""
+        diags.add("E0002", problem, span, _yaml_hint(problem, at))
         return None
     except yaml.YAMLError as exc:  # reader errors: control characters and the like
         diags.add("E0002", str(exc).splitlines()[0], Span(file, 1, 1, 1, 2))
         return None
     if not isinstance(builder.doc.data, dict):
-        kind = "empty" if builder.doc.data is None else type(builder.doc.data).__name__
-        diags.add("E0003", f"the spec's top level must be a mapping, not {'an' if kind == 'empty' else 'a'} "
-                  f"{kind if kind != 'empty' else 'empty document'}", Span(file, 1, 1, 1, 2),
+        data = builder.doc.data
+        kind = {type(None): "an empty document", list: "a list", str: "a string", int: "an integer",
+                float: "a number", bool: "a boolean"}.get(type(data), type(data).__name__)
+        span = builder.doc.spans.get(()) if data is not None else None
+        diags.add("E0003", f"the spec's top level must be a mapping, not {kind}",
+                  span or Span(file, 1, 1, 1, 2),
                   "start with `pipespec: 1` and `pipeline: <name>`")
         return None
     return builder.doc
 
 
-def _yaml_hint(problem: str) -> str | None:
+def _char_at(text: str, mark) -> str:
+    lines = text.splitlines()
+    if mark.line < len(lines) and mark.column < len(lines[mark.line]):
+        return lines[mark.line][mark.column]
+    return ""
+
+
+def _yaml_hint(problem: str, char: str = "") -> str | None:
+    if char == "\t" or "'\\t'" in problem:
+        return "YAML indentation must use spaces, not tabs"
     if "mapping values are not allowed" in problem:
         return "a value containing ': ' must be quoted"
-    if "found character '\\t'" in problem or "tab" in problem:
-        return "YAML indentation must use spaces, not tabs"
     if "expected ',' or '}'" in problem or "expected ',' or ']'" in problem:
         return "inside `{...}` or `[...]`, quote values that contain ':' , '{' or start with '$'"
     return None

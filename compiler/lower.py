@@ -63,13 +63,10 @@ def compile_text(text: str, file: str = "<spec>", overrides: list[str] = (), bas
         return Result(None, diags.sorted(), file, text)
     params = P.resolve(doc, list(overrides), diags)
     data, exact = P.substitute(doc, params, diags)
-    validated = validate(doc, data, exact, diags)
-    if validated is None:
-        return Result(None, diags.sorted(), file, text)
+    validated = validate(doc, data, exact, diags, params)
     lowering = Lowering(doc, data, validated, params, base_dir, diags, exact)
     graph = lowering.run()
-    ok = not diags.errors
-    return Result(graph if ok else None, diags.sorted(), file, text, lowering.schemas if ok else {})
+    return Result(graph, diags.sorted(), file, text, lowering.schemas if graph else {})
 
 
 class Lowering:
@@ -77,6 +74,7 @@ class Lowering:
                  base_dir: str, diags: Diagnostics, param_uses: dict | None = None):
         self.doc, self.data, self.spec, self.invalid = doc, data, validated.spec, validated.invalid
         self.params, self.base_dir, self.diags = params, base_dir, diags
+        self.header_ok = validated.header_ok
         self.nodes: dict[str, ir.Node] = {}
         self.schemas: dict[str, Schema] = {}
         self.table_node: dict[str, str] = {}
@@ -150,30 +148,33 @@ class Lowering:
         lower_models(self)
         lower_gates(self)
         lower_rollouts(self)
-        return self.graph()
+        return None if self.diags.errors or not self.header_ok else self.graph()
 
     def resolve_tables(self) -> list[str]:
         """Check table names and references; the features in dependency order."""
         spec = self.spec
-        for name in spec.features:
-            if name in spec.sources:
-                self.diags.add("E0305", f"'{name}' is both a source and a feature",
-                               self.doc.key_span(("features", name)),
-                               "sources and features share one namespace; rename one")
+        clashing = {name for name in spec.features if name in spec.sources}
+        for name in sorted(clashing):
+            self.diags.add("E0305", f"'{name}' is both a source and a feature",
+                           self.doc.key_span(("features", name)),
+                           "sources and features share one namespace; rename one")
         deps = nx.DiGraph()
         for name, f in spec.features.items():
+            if name in clashing:
+                continue
             deps.add_node(name)
             for role, ref, path in _feature_refs(name, f):
+                if ref in clashing:
+                    continue
                 if ref in spec.features:
                     deps.add_edge(ref, name)
                 elif ref not in spec.sources:
                     self.unknown_table(ref, path)
         bad = set()
         for cycle in sorted(nx.simple_cycles(deps), key=lambda c: sorted(c))[:20]:
-            start = min(cycle)
-            i = cycle.index(start)
-            loop = cycle[i:] + cycle[:i]
-            loop = list(reversed(loop))  # follow the `from:` arrows forward
+            loop = list(reversed(cycle))  # edges point from a table to its readers; follow `from:`
+            i = loop.index(min(loop))
+            loop = loop[i:] + loop[:i]
             self.diags.add("E0304", "dependency cycle: " + " -> ".join(loop + [loop[0]]),
                            self.doc.key_span(("features", loop[0])),
                            "every table on the loop reads the next; one of them must read a source")

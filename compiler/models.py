@@ -71,7 +71,7 @@ def _lower_model(lw: "Lowering", name: str, m: Model) -> None:
     train = ir.Train(id=f"train.{name}", name=name, span=span, description=m.description,
                      inputs=(table_in,), output=model_type, params=lw.used(),
                      resources=lw.resources(m.resources), retries=m.retries, estimator=m.estimator,
-                     estimator_params=ir.canonical(m.params), task=task, target=m.target,
+                     estimator_params=_params_json(m.params), task=task, target=m.target,
                      features=tuple(features), keys=tuple(m.keys), evaluation=evaluation)
     evaluate = ir.Evaluate(id=f"evaluate.{name}", name=name, span=span, inputs=(
         ir.Input(role="model", node=train.id, type=model_type), table_in),
@@ -215,8 +215,35 @@ def lower_rollouts(lw: "Lowering") -> None:
         _lower_rollout(lw, r, base)
 
 
+def _check_steps(lw: "Lowering", r, base: tuple) -> bool:
+    """The step rules of each strategy, reported at the offending step."""
+    traffic = [st.traffic for st in r.steps]
+    at = lambda i: lw.doc.span(base + ("steps", i, "traffic"))  # noqa: E731
+    problem = None
+    if r.strategy == "direct" and traffic:
+        problem = ("a direct rollout takes no steps", lw.doc.span(base + ("steps",)))
+    elif r.strategy == "canary" and not traffic:
+        problem = ("a canary rollout needs `steps:`", lw.doc.key_span(base + ("strategy",)))
+    elif r.strategy == "canary":
+        back = next((i for i in range(1, len(traffic)) if traffic[i] <= traffic[i - 1]), None)
+        if back is not None:
+            problem = ("canary traffic must increase step by step: "
+                       + " -> ".join(f"{t:g}" for t in traffic), at(back))
+        elif traffic[-1] != 100:
+            problem = (f"a canary's last step must reach traffic 100, not {traffic[-1]:g}",
+                       at(len(traffic) - 1))
+    elif r.strategy == "blue_green" and len(traffic) > 1:
+        problem = ("blue_green takes at most one step (the hold before the switch)",
+                   lw.doc.span(base + ("steps", 1)))
+    elif r.strategy == "blue_green" and traffic and traffic[0] != 100:
+        problem = ("blue_green switches all traffic at once: its step's traffic must be 100", at(0))
+    if problem:
+        lw.diags.add("E0603", problem[0], problem[1])
+    return problem is None
+
+
 def _lower_rollout(lw: "Lowering", r, base: tuple) -> None:
-    ok = True
+    ok = _check_steps(lw, r, base)
     if r.model not in lw.spec.models:
         if ("models", r.model) not in lw.invalid:
             lw.diags.add("E0302", f"unknown model '{r.model}'", lw.doc.span(base + ("model",)),
@@ -255,3 +282,10 @@ def _lower_rollout(lw: "Lowering", r, base: tuple) -> None:
                       params=lw.used(), model=r.model, strategy=r.strategy, steps=steps,
                       rollback_if=rollback)
     lw.nodes[node.id] = node
+
+
+def _params_json(params: dict) -> str:
+    try:
+        return ir.canonical(params)
+    except ValueError:  # a non-finite number: the loader reported it (E0104)
+        return "{}"

@@ -125,7 +125,7 @@ def _walk(value: Any, path: tuple, doc: Document, params: dict, diags: Diagnosti
         if m.group(1) in params:
             exact[path] = {m.group(1)}
             return params[m.group(1)]
-        _unknown(m.group(1), m.start(1), m.end(1), path, doc, params, diags)
+        _unknown(m.group(1), m.start(0), m.end(0), path, doc, params, diags)
         return value
     return _REF.sub(lambda mm: _text(mm, path, doc, params, diags, exact), value)
 
@@ -135,7 +135,7 @@ def _text(m: re.Match, path, doc, params, diags, used) -> str:
         return "${"
     used.setdefault(path, set()).add(m.group(1))
     if m.group(1) not in params:
-        _unknown(m.group(1), m.start(1), m.end(1), path, doc, params, diags)
+        _unknown(m.group(1), m.start(0), m.end(0), path, doc, params, diags)
         return m.group(0)
     v = params[m.group(1)]
     return ("true" if v else "false") if isinstance(v, bool) else str(v)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .types import COLUMN_TYPES
@@ -60,6 +62,8 @@ class Strict(BaseModel):
 
 def _expr_text(v: Any) -> Any:
     """Scalars are accepted as constant expressions: `flag: 1` means the literal 1."""
+    if v is None:
+        return "null"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -69,12 +73,19 @@ def _expr_text(v: Any) -> Any:
 
 ExprField = Field(None, description="a boolean expression (SPEC.md, Expressions)")
 
+_STR_OR_LIST = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+_SCALAR_EXPR = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]}
+OneOrMany = Annotated[list[str], WithJsonSchema(_STR_OR_LIST)]
+ExprMap = Annotated[dict[str, str], WithJsonSchema(
+    {"type": "object", "additionalProperties": _SCALAR_EXPR})]
+Memory = Annotated[str, WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}]})]
+
 
 class Resources(Strict):
     """Compute requested by a step; the targets map it to their own resource requests."""
 
     cpus: Optional[float] = Field(None, description="CPU cores (may be fractional)")
-    memory: Optional[str] = Field(None, description="e.g. 512MiB, 4GiB, 2G")
+    memory: Optional[Memory] = Field(None, description="e.g. 512MiB, 4GiB, 2G, or a number of bytes")
     gpus: Optional[int] = Field(None, description="number of GPUs")
 
     @field_validator("cpus")
@@ -90,6 +101,11 @@ class Resources(Strict):
         if v is not None and v < 0:
             raise error("E0104", "gpus must be 0 or more")
         return v
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory_bytes(cls, v):
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @field_validator("memory")
     @classmethod
@@ -131,7 +147,7 @@ class Source(Strict):
 class Join(Strict):
     left: str
     right: str
-    on: list[str] = Field(description="key column, or a list of key columns")
+    on: OneOrMany = Field(description="key column, or a list of key columns")
     how: Literal["inner", "left", "right", "outer"] = "inner"
     suffixes: Optional[list[str]] = Field(
         None, min_length=2, max_length=2,
@@ -148,10 +164,10 @@ class Feature(Strict):
 
     from_: Optional[str] = Field(None, alias="from", description="input table (source or feature)")
     join: Optional[Join] = None
-    where: Optional[str] = ExprField
+    where: Optional[Annotated[str, WithJsonSchema(_SCALAR_EXPR)]] = ExprField
     group_by: Optional[list[str]] = None
-    aggregate: Optional[dict[str, str]] = None
-    columns: Optional[dict[str, str]] = None
+    aggregate: Optional[ExprMap] = None
+    columns: Optional[ExprMap] = None
     select: Optional[list[str]] = None
     drop: Optional[list[str]] = None
     resources: Optional[Resources] = None
@@ -237,7 +253,7 @@ class Gate(Strict):
 
     model: Optional[str] = None
     table: Optional[str] = None
-    require: list[str] = Field(min_length=1, description="boolean expressions")
+    require: OneOrMany = Field(min_length=1, description="boolean expressions")
     description: Optional[str] = None
 
     @field_validator("require", mode="before")
@@ -281,22 +297,6 @@ class Rollout(Strict):
     rollback_if: Optional[str] = Field(None, description="boolean expression over serving metrics")
     description: Optional[str] = None
 
-    @model_validator(mode="after")
-    def _steps(self):
-        steps, s = [st.traffic for st in self.steps], self.strategy
-        if s == "direct" and steps:
-            raise error("E0603", "a direct rollout takes no steps")
-        if s == "canary":
-            if not steps:
-                raise error("E0603", "a canary rollout needs `steps:`")
-            if any(b <= a for a, b in zip(steps, steps[1:])):
-                raise error("E0603", "canary traffic must increase step by step: "
-                            + " -> ".join(f"{t:g}" for t in steps))
-            if steps[-1] != 100:
-                raise error("E0603", f"a canary's last step must reach traffic 100, not {steps[-1]:g}")
-        if s == "blue_green" and (len(steps) > 1 or any(t != 100 for t in steps)):
-            raise error("E0603", "blue_green takes at most one step, with traffic 100")
-        return self
 
 
 class AirflowOptions(Strict):

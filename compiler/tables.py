@@ -82,12 +82,15 @@ def _join(lw: "Lowering", base: tuple, f: Feature, left: Schema | None, right: S
     ok = True
     for i, key in enumerate(j.on):
         span = lw.doc.span(path + (i,) if isinstance(lw.doc_value(path), list) else path)
-        for side, types, table in (("left", lt, j.left), ("right", rt, j.right)):
-            if key not in types:
-                lw.diags.add("E0203", f"join key '{key}' is not a column of {table} ({side} side)",
-                             span, suggest(key, types, f"columns of {table}"))
-                ok = False
-        if ok and lt[key] != rt[key]:
+        missing = [(side, types, table) for side, types, table in
+                   (("left", lt, j.left), ("right", rt, j.right)) if key not in types]
+        if missing:
+            where = " or ".join(f"{table} ({side} side)" for side, _, table in missing)
+            side, types, table = missing[0]
+            lw.diags.add("E0203", f"join key '{key}' is not a column of {where}", span,
+                         suggest(key, types, f"columns of {table}"))
+            ok = False
+        elif lt[key] != rt[key]:
             lw.diags.add("E0402", f"join key '{key}' is {lt[key]} in {j.left} but {rt[key]} in {j.right}",
                          span, f'cast one side upstream, e.g. cast({key}, "{lt[key]}")')
             ok = False

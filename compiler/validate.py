@@ -32,6 +32,7 @@ _HEADER = ("pipespec", "pipeline", "description", "params", "targets")
 class Validated:
     spec: SpecFile
     invalid: set[tuple[str, str]] = field(default_factory=set)  # (section, name) that failed
+    header_ok: bool = True  # False: sections are still checked, but no IR is built
 
 
 def yaml_type(value: Any) -> str:
@@ -41,27 +42,25 @@ def yaml_type(value: Any) -> str:
             dict: "a mapping"}.get(type(value), type(value).__name__)
 
 
-def validate(doc: Document, data: dict, exact: dict, diags: Diagnostics) -> Validated | None:
-    ctx = _Context(doc, data, exact, diags)
+def validate(doc: Document, data: dict, exact: dict, diags: Diagnostics,
+             params: dict | None = None) -> Validated:
+    ctx = _Context(doc, data, exact, diags, params or {})
     for key in data:
         if key not in SpecFile.model_fields:
             diags.add("E0101", f"unknown top-level key '{key}'", doc.key_span((key,)),
                       suggest(key, SpecFile.model_fields, "top-level keys"))
     header = ctx.model(SpecFile, {k: data[k] for k in _HEADER if k in data}, ())
-    result = Validated(spec=header or SpecFile.model_construct())
-    parts: dict[str, Any] = {}
-    for section, cls in SECTIONS.items():
-        parts[section] = ctx.section(section, cls, result.invalid)
-    parts["rollout"] = ctx.rollouts(result.invalid)
-    if header is None:
-        return None
-    result.spec = header.model_copy(update=parts)
-    return result
+    invalid: set = set()
+    parts: dict[str, Any] = {section: ctx.section(section, cls, invalid) for section, cls in SECTIONS.items()}
+    parts["rollout"] = ctx.rollouts(invalid)
+    if header is None:  # keep checking the sections; lowering builds no IR
+        return Validated(SpecFile.model_construct(pipeline="", pipespec=1, **parts), invalid, False)
+    return Validated(header.model_copy(update=parts), invalid)
 
 
 class _Context:
-    def __init__(self, doc: Document, data: dict, exact: dict, diags: Diagnostics):
-        self.doc, self.data, self.exact, self.diags = doc, data, exact, diags
+    def __init__(self, doc: Document, data: dict, exact: dict, diags: Diagnostics, params: dict):
+        self.doc, self.data, self.exact, self.diags, self.params = doc, data, exact, diags, params
 
     def model(self, cls: type[BaseModel], value: Any, path: tuple):
         try:
@@ -135,6 +134,8 @@ class _Context:
         original = loader_get(self.doc.data, path)
         m = _EXACT_PARAM.match(original) if isinstance(original, str) else None
         param = m.group(1) if m else None
+        if param is not None and param not in self.params:
+            return  # the unknown parameter is already reported (E0209)
         if param is not None:
             self.diags.add("E0703", f"parameter '{param}' is {yaml_type(value)}, but {expected} is "
                            "expected here", self.doc.span(path))

@@ -93,6 +93,20 @@ def test_backquoted_names(text, name):
     assert parse(f"{text} + 1") == bin_("+", col(name), lit(1))
 
 
+@pytest.mark.parametrize("text, value", [("-1", -1), ("- 2.5", -2.5), ("-(3)", -3), ("--4", 4), ("-1e3", -1000.0)])
+def test_negative_numbers_are_literals(text, value):
+    e = parse(text)
+    assert e == lit(value) and type(e.value) is type(value)
+    assert parse(to_text(e)) == e
+
+
+def test_minus_on_non_numbers_stays_unary():
+    assert parse("-a") == Unary(op="-", operand=col("a"))
+    assert parse("2 * -x") == bin_("*", lit(2), Unary(op="-", operand=col("x")))
+    assert parse("2 * -3") == bin_("*", lit(2), lit(-3))
+    assert parse("a - -1") == bin_("-", col("a"), lit(-1))
+
+
 def test_param_references_both_forms():
     assert parse("${params.x}") == Param(name="x")
     assert parse("params.x") == Param(name="x")
@@ -221,7 +235,7 @@ def test_error_hints_never_leak_grammar_token_names(text):
     "1+" * 4000 + "1",
     "not " * 2400 + "x",
     "f(" * 3000 + "x" + ")" * 3000,
-    "-" * 9000 + "1",
+    "-" * 9000 + "x",
     "[" * 5000,
 ], ids=lambda t: f"{t[:6]!r}x{len(t)}")
 def test_pathological_input_gives_e0005_not_recursion_error(text):
@@ -320,9 +334,10 @@ KEYWORDS = {"and", "or", "not", "in", "is", "true", "false", "null", "params"}
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True).filter(lambda s: s not in KEYWORDS)
 odd_names = st.text(st.characters(blacklist_characters="`\n\r", blacklist_categories=("Cs",)),
                     min_size=1, max_size=8)
+numbers = st.one_of(st.integers(min_value=-10**20, max_value=10**20),
+                    st.floats(allow_nan=False, allow_infinity=False))
 literals = st.one_of(
-    st.integers(min_value=0, max_value=10**20),
-    st.floats(min_value=0, allow_nan=False, allow_infinity=False),
+    numbers,
     st.booleans(),
     st.none(),
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
@@ -336,10 +351,16 @@ leaves = st.one_of(
 BIN_OPS = ["+", "-", "*", "/", "%", "==", "!=", "<", "<=", ">", ">=", "and", "or"]
 
 
+def _is_number(e):
+    return isinstance(e, Literal) and isinstance(e.value, (int, float)) and not isinstance(e.value, bool)
+
+
 def _extend(children):
     return st.one_of(
         st.builds(lambda op, a, b: Binary(op=op, left=a, right=b), st.sampled_from(BIN_OPS), children, children),
-        st.builds(lambda op, a: Unary(op=op, operand=a), st.sampled_from(["-", "+", "not"]), children),
+        # `-<number>` is read as a negative literal, so `-` never wraps a numeric literal
+        st.builds(lambda op, a: Unary(op=op, operand=a), st.sampled_from(["-", "+", "not"]),
+                  children.filter(lambda a: not _is_number(a))),
         st.builds(lambda f, args: Call(func=f, args=tuple(args)), names, st.lists(children, max_size=3)),
         st.builds(lambda a, items, neg: InList(operand=a, items=tuple(items), negated=neg),
                   children, st.lists(children, max_size=3), st.booleans()),
@@ -370,7 +391,7 @@ def test_string_literals_with_control_characters_round_trip(value):
     assert parse(to_text(e)) == e, to_text(e)
 
 
-@pytest.mark.parametrize("value", [0.1, 1e16, 1e-7, 123456789.125, 5e-324, 1.7976931348623157e308])
+@pytest.mark.parametrize("value", [0.1, 1e16, 1e-7, 123456789.125, 5e-324, 1.7976931348623157e308, -0.5, -1e-300])
 def test_float_literals_round_trip(value):
     back = parse(to_text(lit(value)))
     assert isinstance(back.value, float) and back.value == value and not math.isnan(back.value)
