@@ -42,10 +42,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipespec.compiler import loader, params as P  # noqa: E402
-from pipespec.compiler.diagnostics import Diagnostics  # noqa: E402
-from pipespec.compiler.lower import Lowering, compile_text  # noqa: E402
-from pipespec.compiler.validate import validate  # noqa: E402
+from pipespec.compiler import loader
+from pipespec.compiler import params as P
+from pipespec.compiler.diagnostics import Diagnostics
+from pipespec.compiler.lower import Lowering, compile_text
+from pipespec.compiler.validate import validate
 
 BASE = "{id: int64, k: int32, a: float64, b: float64, c: int64, s: string, d: date, flag: bool}"
 BASE_COLS = "[id, k, a, b, c, s, d, flag]"
@@ -85,7 +86,7 @@ def generate(n: int, seed: int = 0) -> str:
                     "    columns:", f"      x_{i}: a * b + cast(c, \"float64\") / params.scale",
                     f"      a: round(x_{i} - abs(b), 2)",
                     f"      c: c + year(d) - {i % 5}",
-                    f"      flag: flag or lower(s) == \"vip\" and k % 2 == 0",
+                    "      flag: flag or lower(s) == \"vip\" and k % 2 == 0",
                     f"    select: {BASE_COLS}"]
             base_tables.append(name)
     last = base_tables[-1]
@@ -149,9 +150,9 @@ def bench(sizes: list[int], write: str | None = None) -> None:
         if write:
             Path(write).write_text(text)
         repeat = 3 if n < 10_000 else 2
-        runs = best(lambda: phases(text), repeat)
+        runs = best(lambda text=text: phases(text), repeat)
         ph = {k: min(r[k] for r in runs) for k in ("load", "validate", "lower", "json")}
-        tot = min(best(lambda: total(text), repeat))
+        tot = min(best(lambda text=text: total(text), repeat))
         rows.append((n, runs[0]["nodes"], len(text), ph, tot))
     print(f"python {sys.version.split()[0]}, single process; best of 3 (best of 2 for N >= 10,000)")
     print()

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pipespec.compiler.ir import Graph
+from pipespec.compiler.lower import compile_file
 
 from pipespec import __version__
 from pipespec.cli import main
-from pipespec.compiler.ir import Graph
-from pipespec.compiler.lower import compile_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CHURN = ROOT / "specs" / "valid" / "churn_full.yaml"
@@ -52,7 +52,7 @@ def test_check_ok(runner):
     assert r.exit_code == 0, r.output + r.stderr
     first = r.stdout.splitlines()[0]
     assert first == "ok: pipeline churn: 8 nodes (2 source, 2 transform, 1 train, 1 evaluate, 1 gate, 1 rollout)"
-    assert re.search(r"^\s+customer_features\s+transform\s+9 columns$", r.stdout, re.M)
+    assert re.search(r"^\s+customer_features\s+transform\s+9 columns$", r.stdout, re.MULTILINE)
     assert r.stderr == ""
 
 
@@ -181,7 +181,7 @@ def test_graph_mermaid(runner):
     gate = next(ln for ln in node_lines if "gate: quality" in ln)
     rollout = next(ln for ln in node_lines if "rollout: churn" in ln)
     transform = next(ln for ln in node_lines if "transform: call_stats" in ln)
-    shape = lambda ln: re.sub(r'"[^"]*"', '""', ln.strip().split(" ", 1)[0])  # noqa: E731
+    shape = lambda ln: re.sub(r'"[^"]*"', '""', ln.strip().split(" ", 1)[0])
     assert len({shape(gate), shape(rollout), shape(transform)}) == 3  # visually distinct shapes
     assert "{{" in gate
     assert any(ln.strip().startswith("classDef gate") for ln in lines)
@@ -345,9 +345,10 @@ def test_unknown_command_and_option(runner):
 def test_console_script_subprocess(tmp_path):
     exe = shutil.which("pipespec")
     cmd = [exe] if exe else [sys.executable, "-m", "pipespec"]
-    ok = subprocess.run(cmd + ["check", str(CHURN)], capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(cmd + ["check", str(CHURN)], capture_output=True, text=True, timeout=120, check=False)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("ok: pipeline churn: 8 nodes")
-    bad = subprocess.run(cmd + ["check", str(broken_spec(tmp_path))], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(cmd + ["check", str(broken_spec(tmp_path))], capture_output=True, text=True, timeout=120,
+                         check=False)
     assert bad.returncode == 1
     assert "error[E0203]" in bad.stderr and "Traceback" not in bad.stderr

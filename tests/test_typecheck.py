@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from pipespec.compiler.diagnostics import render_text
 from pipespec.compiler.lower import compile_text
 
@@ -390,6 +389,7 @@ def test_rendered_diagnostic_text_exactly():
     text = HEAD + feature("where: i64 > 0 and tenure_dayz >= params.k\n")
     r = compile_(text)
     (d,) = r.diagnostics
+    assert d.code == "E0203"
     line = HEAD_LINES + 3
     rendered = render_text(r.diagnostics, {"t.yaml": text})
     pad = " " * len(str(line))
