@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipespec.compiler import loader
 from pipespec.compiler import params as P
 from pipespec.compiler.diagnostics import Diagnostics
+from pipespec.compiler.ir import gc_paused
 from pipespec.compiler.lower import Lowering, compile_text
 from pipespec.compiler.validate import validate
 
@@ -104,7 +105,12 @@ def generate(n: int, seed: int = 0) -> str:
 
 
 def phases(text: str) -> dict[str, float]:
-    """One compile, phase by phase (mirrors compile_text)."""
+    """One compile, phase by phase (mirrors compile_text, GC paused as it does)."""
+    with gc_paused():
+        return _phases(text)
+
+
+def _phases(text: str) -> dict[str, float]:
     t = {}
     diags = Diagnostics()
     t0 = time.perf_counter()
@@ -114,7 +120,7 @@ def phases(text: str) -> dict[str, float]:
         raise SystemExit(f"generated spec does not load: {[(d.code, d.message) for d in diags.items]}")
     params = P.resolve(doc, [], diags)
     data, exact = P.substitute(doc, params, diags)
-    validated = validate(doc, data, exact, diags)
+    validated = validate(doc, data, exact, diags, params)
     t2 = time.perf_counter()
     graph = Lowering(doc, data, validated, params, ".", diags, exact).run()
     t3 = time.perf_counter()

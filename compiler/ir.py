@@ -11,8 +11,10 @@ never change it.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -231,25 +233,55 @@ class Rollout(Node):
 
 
 NODE_KINDS = ("Source", "Transform", "Train", "Evaluate", "Gate", "Rollout")
+_CLASS_SET = frozenset(_CLASSES.values())
 
 
 # --- JSON --------------------------------------------------------------------------------
 
 
-def encode(value: Any) -> Any:
-    """Any IR value as JSON-ready data (dataclasses tagged by `kind`)."""
+@contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector: compiling and serializing allocate many small
+    objects and create almost no cycles, so collections would only cost time (~40% at 10k nodes)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+_SHARED = (TableType, ModelType, MetricsType)
+
+
+def encode(value: Any, memo: dict | None = None) -> Any:
+    """Any IR value as JSON-ready data (dataclasses tagged by `kind`).
+
+    `memo` (id -> encoding) lets one serialization encode each shared port type and
+    expression once; the values are alive for the whole call, so ids are stable.
+    """
+    if memo is not None and isinstance(value, (E.Expr, *_SHARED)):
+        key = id(value)
+        if key not in memo:
+            memo[key] = E.to_json(value) if isinstance(value, E.Expr) else _encode_fields(value, memo)
+        return memo[key]
     if isinstance(value, E.Expr):
         return E.to_json(value)
     if isinstance(value, Span):
         return value.to_json()
-    if dataclasses.is_dataclass(value):
-        data = {"kind": type(value).__name__}
-        for name in _field_names(type(value)):
-            data[name] = encode(getattr(value, name))
-        return data
     if isinstance(value, tuple):
-        return [encode(v) for v in value]
+        return [encode(v, memo) for v in value]
+    if type(value) in _CLASS_SET:
+        return _encode_fields(value, memo)
     return value
+
+
+def _encode_fields(value: Any, memo: dict | None) -> dict:
+    data = {"kind": type(value).__name__}
+    for name in _field_names(type(value)):
+        data[name] = encode(getattr(value, name), memo)
+    return data
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -344,6 +376,7 @@ class Graph:
         return sorted((u, v, d["role"]) for u, v, d in self._graph.edges(data=True))
 
     def to_data(self) -> dict:
+        memo: dict = {}
         return {
             "schema_version": SCHEMA_VERSION,
             "pipeline": self.pipeline,
@@ -351,13 +384,17 @@ class Graph:
             "params": {k: v for k, v in self.params},
             "targets": json.loads(self.targets),
             "source_file": self.source_file,
-            "nodes": [_with_fingerprint(encode(n)) for n in self.nodes],
+            "nodes": [_with_fingerprint(encode(n, memo)) for n in self.nodes],
             "edges": [list(e) for e in self.edges()],
         }
 
     def to_json(self) -> str:
         """Canonical, byte-stable JSON: sorted keys, one node and one edge per line, so a
         change to one node is a one-line diff (and the C encoder keeps it fast)."""
+        with gc_paused():
+            return self._to_json()
+
+    def _to_json(self) -> str:
         data = self.to_data()
         parts = []
         for key in sorted(data):

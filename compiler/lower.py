@@ -16,6 +16,7 @@ import networkx as nx
 
 from . import expr as E
 from . import ir
+from .ir import gc_paused
 from . import loader, params as P
 from . import types as T
 from .diagnostics import Diagnostic, Diagnostics, suggest
@@ -57,6 +58,11 @@ def compile_file(path: str, overrides: list[str] = (), display: str | None = Non
 
 
 def compile_text(text: str, file: str = "<spec>", overrides: list[str] = (), base_dir: str = ".") -> Result:
+    with gc_paused():
+        return _compile_text(text, file, overrides, base_dir)
+
+
+def _compile_text(text: str, file: str, overrides, base_dir: str) -> Result:
     diags = Diagnostics()
     doc = loader.load_text(text, file, diags)
     if doc is None:
