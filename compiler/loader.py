@@ -349,6 +349,9 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Document | None:
         mark = exc.problem_mark or exc.context_mark
         span = Span(file, mark.line + 1, mark.column + 1, mark.line + 1, mark.column + 2) if mark else None
         problem = exc.problem or "invalid YAML"
+        if "nesting depth" in problem:  # libyaml's own limit, below ours in some versions
+            diags.add("E0005", f"the spec nests too deeply ({problem})", span)
+            return None
         if exc.context:
             problem = f"{problem} ({exc.context})"
         at = _char_at(text, mark) if mark else ""

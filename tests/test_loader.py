@@ -298,8 +298,10 @@ def test_control_characters():
                                   "a: " + "[" * 100 + "]" * 100 + "\n"], ids=["brackets", "braces", "block", "flow100"])
 def test_deep_nesting_is_e0005_not_a_crash(text):
     diags = load_err(text)
-    # `{{` makes a mapping a key, which is refused (E0006) before the depth limit is reached
-    assert codes(diags) == (["E0006"] if text.startswith("{") else ["E0005"])
+    # `{{` makes a mapping a key, which is refused (E0006) unless the YAML parser's own depth
+    # limit (libyaml >= 0.2.6, in PyYAML 6.0.4 wheels) stops it first, which is also E0005
+    expected = [["E0005"], ["E0006"]] if text.startswith("{") else [["E0005"]]
+    assert codes(diags) in expected
 
 
 def test_nesting_at_the_limit_is_fine():
