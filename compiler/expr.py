@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from lark import Lark, Token, Transformer, Tree
-from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedToken
 
 MAX_EXPR_CHARS = 10_000
 MAX_EXPR_DEPTH = 200

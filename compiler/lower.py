@@ -7,7 +7,6 @@ mistakes: they return a `Result` with the IR (or None) and the diagnostics.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,7 @@ from . import loader, params as P
 from . import types as T
 from .diagnostics import Diagnostic, Diagnostics, suggest
 from .infer import InferError, compare, infer
-from .spec import SpecFile, parse_memory
+from .spec import parse_memory
 from .tables import lower_feature
 from .typecheck import Checker, Scope
 from .validate import Validated, validate
@@ -262,7 +261,3 @@ def _feature_refs(name: str, f) -> list[tuple[str, str, tuple]]:
         return [("left", f.join.left, ("features", name, "join", "left")),
                 ("right", f.join.right, ("features", name, "join", "right"))]
     return [("input", f.from_, ("features", name, "from"))]
-
-
-def dumps_params(params: dict) -> str:
-    return json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
