@@ -55,16 +55,17 @@ CODES: dict[str, Code] = {
     "E0105": _c("unsupported language version", """`pipespec:` gives the language version of the
         file. This release understands version 1."""),
     "E0106": _c("conflicting or incomplete keys", """Keys that exclude each other are both present
-        (`from` and `join`, `select` and `drop`, `split` and `cv`), or a key requires another that
-        is missing (`group_by` without `aggregate`)."""),
+        (`from` and `join`, `select` and `drop`, `split` and `cv`, a gate's `model` and `table`,
+        `join` with `aggregate`, a sql source's `path`), or a key requires another that is missing
+        (`group_by` without `aggregate`, a sql source's `uri` and `query`)."""),
     # E02xx: expressions
     "E0201": _c("expression syntax error", """An expression could not be parsed. Expressions use
         Python-like syntax: `and or not`, `== != < <= > >=`, `+ - * / %`, `x in [..]`,
         `x is null`, function calls, and backquotes for odd column names. Comparisons do not
         chain (`a < b < c`): write `a < b and b < c`."""),
     "E0202": _c("unknown function", """The expression calls a function that is not in pipespec's
-        function library, or calls a data-check or aggregate function where it is not
-        available. See SPEC.md, "Functions"."""),
+        function library (in a table gate: neither a data check nor a scalar function). An
+        aggregate in the wrong place is E0208 (E0601 in a table gate). See SPEC.md, "Functions"."""),
     "E0203": _c("unknown column", """The expression (or a `select`, `drop`, `group_by`, join key,
         model target or feature list) names a column that the input table does not have at that
         point. Columns defined under `columns:` are visible to later columns of the same feature,
@@ -90,7 +91,8 @@ CODES: dict[str, Code] = {
         `error_rate latency_p50_ms latency_p99_ms prediction_drift`."""),
     "E0211": _c("invalid literal", """A literal is malformed: `date("...")` needs an ISO date
         `YYYY-MM-DD`, `timestamp("...")` an ISO timestamp, `cast(x, "type")` one of the column
-        types."""),
+        types; a number literal must be finite (`1e999` is out of range); a derived column cannot
+        be just `null`."""),
     # E03xx: references and the graph
     "E0301": _c("unknown table", """`from:`, `join.left`, `join.right`, a model's `from:` or a table
         gate names a table that is neither a source nor a feature."""),
@@ -103,8 +105,9 @@ CODES: dict[str, Code] = {
     "E0305": _c("duplicate name", """A source and a feature share a name. Sources and features
         form one namespace because `from:` can name either."""),
     # E04xx: tables and schemas
-    "E0401": _c("unknown column type", """A schema or `cast` names a type that is not one of
-        `int64 int32 float64 float32 bool string date timestamp`."""),
+    "E0401": _c("unknown column type", """A source `schema:` names a type that is not one of
+        `int64 int32 float64 float32 bool string date timestamp` (an unknown type in
+        `cast(x, "type")` is E0211)."""),
     "E0402": _c("join key type mismatch", """The join key columns have different types on the two
         sides. Cast one side in an upstream feature so both match exactly."""),
     "E0403": _c("join column clash", """Both sides of a join have a non-key column with the same
@@ -117,8 +120,8 @@ CODES: dict[str, Code] = {
         reachable at check time and its columns do not match `schema:`: a declared column is
         missing from the file, or (for Parquet and Arrow files, whose types are exact) has
         another type. The run would fail when it enforces the schema on read."""),
-    "E0405": _c("duplicate column", """A column appears twice: in `select`, in `group_by`, as an
-        or as an aggregate named like a group key."""),
+    "E0405": _c("duplicate column", """A column appears twice: in `select`, `drop`, `group_by`, a
+        model's `features` or `keys`, or as an aggregate named like a group_by column."""),
     "E0406": _c("empty table", """A transform would produce a table with no columns (for example
         `drop:` removes every column)."""),
     # E05xx: models

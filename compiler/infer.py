@@ -40,6 +40,17 @@ def arrow_type_name(t) -> str | None:
 
 def infer(fmt: str, path: str, base_dir: str) -> tuple[tuple[str, str], ...]:
     """The schema of a local file; raises InferError with a reason."""
+    columns = []
+    for name, arrow_type, ours in file_columns(fmt, path, base_dir):
+        if ours is None:
+            raise InferError(f"column '{name}' of {path} has type {arrow_type}, which pipespec "
+                             "cannot represent")
+        columns.append((name, ours))
+    return tuple(columns)
+
+
+def file_columns(fmt: str, path: str, base_dir: str) -> list[tuple[str, object, str | None]]:
+    """(name, arrow type, pipespec type or None) of each column of a local file."""
     if fmt == "sql":
         raise InferError("SQL sources need a declared schema")
     if "://" in path and not path.startswith("file://"):
@@ -51,21 +62,15 @@ def infer(fmt: str, path: str, base_dir: str) -> tuple[tuple[str, str], ...]:
         schema = _read_schema(fmt, full)
     except Exception as exc:  # pyarrow raises many kinds; all mean "cannot read"
         raise InferError(f"cannot read {path}: {' '.join(str(exc).split())[:200]}") from None
-    columns = []
-    for f in schema:
-        name = arrow_type_name(f.type)
-        if name is None:
-            raise InferError(f"column '{f.name}' of {path} has type {f.type}, which pipespec "
-                             "cannot represent")
-        columns.append((f.name, name))
-    return tuple(columns)
+    return [(f.name, f.type, arrow_type_name(f.type)) for f in schema]
 
 
 def compare(fmt: str, path: str, base_dir: str,
             declared: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
     """(column, problem) where a declared schema and a reachable local file differ."""
     try:
-        actual = dict(infer(fmt, path, base_dir))
+        actual = {name: ours or str(arrow_type) for name, arrow_type, ours in
+                  file_columns(fmt, path, base_dir)}
     except InferError:
         return []
     problems = []

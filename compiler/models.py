@@ -99,8 +99,14 @@ def _check_columns(lw: "Lowering", base: tuple, m: Model, task: str, types: dict
                          if task == "classification" else None)
             ok = False
     for key in ("features", "keys"):
+        seen = set()
         for i, col in enumerate(getattr(m, key) or []):
             path = base + (key, i)
+            if col in seen:
+                lw.diags.add("E0405", f"column '{col}' is listed twice in {key}", lw.doc.span(path))
+                ok = False
+                continue
+            seen.add(col)
             if col not in types:
                 lw.diags.add("E0203", f"unknown column '{col}'", lw.doc.span(path), suggest(col, types, what))
                 ok = False

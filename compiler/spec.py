@@ -291,7 +291,12 @@ class Rollout(Strict):
     """How a trained model replaces the one in production."""
 
     model: str
-    requires: list[str] = Field(default_factory=list, description="gates that must pass first")
+    requires: OneOrMany = Field(default_factory=list, description="gates that must pass first")
+
+    @field_validator("requires", mode="before")
+    @classmethod
+    def _one_gate(cls, v):
+        return [v] if isinstance(v, str) else v
     strategy: Literal["direct", "canary", "blue_green", "shadow"] = "canary"
     steps: list[Step] = Field(default_factory=list)
     rollback_if: Optional[str] = Field(None, description="boolean expression over serving metrics")
@@ -333,7 +338,12 @@ class KubeflowOptions(Strict):
 class RayOptions(Strict):
     address: Optional[str] = None
     namespace: Optional[str] = None
-    object_store_memory: Optional[str] = None
+    object_store_memory: Optional[Memory] = None
+
+    @field_validator("object_store_memory", mode="before")
+    @classmethod
+    def _mem_bytes(cls, v):
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @field_validator("object_store_memory")
     @classmethod

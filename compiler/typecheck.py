@@ -7,6 +7,7 @@ becomes a typed Literal, and the names used are recorded for the cache key.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -60,6 +61,8 @@ class Checker:
 
     def _Literal(self, e: E.Literal) -> E.Expr:
         v = e.value
+        if isinstance(v, float) and not math.isfinite(v):
+            return self._fail(e, "E0211", "number out of range (it would be infinite)")
         t = T.NULL if v is None else param_type(v)
         return E.evolve(e, type=t)
 

@@ -21,15 +21,22 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), d
 _SPEC = click.argument("spec", type=click.Path(dir_okay=True, path_type=str))
 
 
-def _compile(spec: str, params, fmt: str):
-    """Compile a spec, print its diagnostics; exit 1 if it has errors."""
+def _compile(spec: str, params, fmt: str, embed_json: bool = False):
+    """Compile a spec, print its diagnostics; exit 1 if it has errors.
+
+    With --format json, stdout carries exactly one JSON document: the diagnostics on
+    failure; on success warnings go to stderr, or are left to the caller (`embed_json`).
+    """
     from pipespec.compiler.diagnostics import render_json, render_text
     from pipespec.compiler.lower import compile_file
 
     result = compile_file(spec, list(params))
     if result.diagnostics:
         if fmt == "json":
-            click.echo(render_json(result.diagnostics))
+            if result.ir is None:
+                click.echo(render_json(result.diagnostics))
+            elif not embed_json:
+                click.echo(render_json(result.diagnostics), err=True)
         else:
             color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
             click.echo(render_text(result.diagnostics, {result.file: result.text or ""}, color), err=True)
@@ -82,13 +89,14 @@ def main() -> None:
 @_FORMAT
 def check(spec, params, fmt):
     """Parse, resolve and type-check SPEC; print a summary or diagnostics."""
-    result = _compile(spec, params, fmt)
+    result = _compile(spec, params, fmt, embed_json=True)
     graph = result.ir
     kinds = Counter(n.kind for n in graph.nodes)
     if fmt == "json":
         import json
         click.echo(json.dumps({"ok": True, "pipeline": graph.pipeline, "nodes": dict(sorted(kinds.items())),
-                               "tables": {t: len(s) for t, s in sorted(result.tables.items())}},
+                               "tables": {t: len(s) for t, s in sorted(result.tables.items())},
+                               "diagnostics": [d.to_json() for d in result.diagnostics]},
                               indent=2, sort_keys=True))
         return
     order = ["Source", "Transform", "Train", "Evaluate", "Gate", "Rollout"]

@@ -50,3 +50,28 @@ def test_unreachable_file_gives_no_warning(tmp_path):
     spec = _demand_copy(tmp_path, "units: int64", "units: int32")
     shutil.rmtree(spec.parent / "data")
     assert compile_file(str(spec)).diagnostics == []
+
+
+def test_check_json_with_warnings_prints_one_document(tmp_path):
+    import json
+
+    spec = _demand_copy(tmp_path, "units: int64", "units: int32")
+    out = CliRunner().invoke(main, ["check", str(spec), "--format", "json"])
+    assert out.exit_code == 0
+    doc = json.loads(out.stdout)
+    assert doc["ok"] is True
+    assert [d["code"] for d in doc["diagnostics"]] == ["W0404"]
+
+
+def test_unrepresentable_file_column_does_not_hide_the_comparison(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": pa.array([1], pa.uint64()), "x": pa.array([1.0])}), tmp_path / "t.parquet")
+    spec = tmp_path / "p.yaml"
+    spec.write_text("pipespec: 1\npipeline: p\nsources:\n  t:\n    format: parquet\n    path: t.parquet\n"
+                    "    schema: {id: int64, x: int64, y: string}\n")
+    messages = sorted(d.message for d in compile_file(str(spec)).diagnostics)
+    assert messages == ["column 'id' is uint64 in t.parquet, declared int64",
+                        "column 'x' is float64 in t.parquet, declared int64",
+                        "column 'y' is not in t.parquet"]
