@@ -64,3 +64,10 @@ def test_every_code_has_an_invalid_example():
 
 # codes only reachable from the command line (overrides), exercised in test_cli.py
 CLI_ONLY_CODES = {"E0702"}
+
+
+def test_spec_md_documents_every_code_and_links_existing_files():
+    text = (ROOT / "SPEC.md").read_text()
+    assert sorted(c for c in CODES if f"| {c} |" not in text) == []
+    links = re.findall(r"\]\((specs/invalid/[^)]+)\)", text)
+    assert links and [p for p in links if not (ROOT / p).exists()] == []
