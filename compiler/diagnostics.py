@@ -25,10 +25,6 @@ class Span:
     end_line: int
     end_col: int
 
-    def at(self, start: int, end: int) -> "Span":
-        """A sub-span `start..end` characters into a single-line span."""
-        return Span(self.file, self.line, self.col + start, self.line, self.col + max(end, start + 1))
-
     def to_json(self) -> dict:
         return {"file": self.file, "line": self.line, "col": self.col,
                 "end_line": self.end_line, "end_col": self.end_col}
@@ -142,9 +138,8 @@ def render_one(d: Diagnostic, source: str | None, color: bool = False) -> str:
     out = [f"{where}{sev}: {d.message}"]
     excerpt = _excerpt(d.span, source) if d.span and source is not None else None
     if excerpt:
-        out.extend(excerpt if not color else [excerpt[0], excerpt[1],
-                                              excerpt[2][: excerpt[2].index("|") + 1]
-                                              + _style(excerpt[2][excerpt[2].index("|") + 1:], "1;31", True)])
+        gutter, carets = excerpt[2].split("|", 1)
+        out += [excerpt[0], excerpt[1], f"{gutter}|{_style(carets, '1;31', color)}"]
     if d.hint:
         pad = " " * (len(str(d.span.line)) + 1) if excerpt else ""
         out.append(f"{pad}= hint: {d.hint}")

@@ -13,6 +13,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from .diagnostics import suggest
+
 _PATH = re.compile(r"^sklearn(\.[a-z][a-z0-9_]*)+\.[A-Z][A-Za-z0-9]*$")
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1", "precision", "recall", "roc_auc",
@@ -47,7 +49,6 @@ def estimator_class(path: str) -> tuple[type, str]:
         public = [n for n, v in vars(module).items() if isinstance(v, type) and not n.startswith("_")
                   and issubclass(v, BaseEstimator) and not inspect.isabstract(v)
                   and not n.startswith("Base")]
-        from .diagnostics import suggest
         raise EstimatorError("E0501", f"'{cls_name}' is not an estimator in {module_name}",
                              suggest(cls_name, public, f"estimators in {module_name}"))
     try:
@@ -66,7 +67,6 @@ def check_params(cls: type, params: dict[str, Any]) -> None:
     names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     for key in params:
         if key not in names:
-            from .diagnostics import suggest
             raise EstimatorError("E0502", f"{cls.__name__} has no parameter '{key}'",
                                  suggest(key, names, "parameters"), param=key)
     try:

@@ -313,9 +313,12 @@ def canonical(data: Any) -> str:
 _UNFINGERPRINTED = {"id", "name", "span", "description"}
 
 
-def fingerprint(node: Node, encoded: dict | None = None) -> str:
+def fingerprint(node: Node) -> str:
     """Hash of what the node computes: kind, config, port types; not names or positions."""
-    encoded = encode(node) if encoded is None else encoded
+    return _fingerprint_encoded(encode(node))
+
+
+def _fingerprint_encoded(encoded: dict) -> str:
     data = {k: v for k, v in encoded.items() if k not in _UNFINGERPRINTED}
     data["inputs"] = [{"role": i["role"], "type": i["type"]} for i in encoded["inputs"]]
     data["fingerprint_version"] = FINGERPRINT_VERSION
@@ -323,7 +326,7 @@ def fingerprint(node: Node, encoded: dict | None = None) -> str:
 
 
 def _with_fingerprint(encoded: dict) -> dict:
-    encoded["fingerprint"] = fingerprint(None, encoded)
+    encoded["fingerprint"] = _fingerprint_encoded(encoded)
     return encoded
 
 

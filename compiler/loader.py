@@ -67,13 +67,14 @@ class Document:
         whole = self.span(path)
         if loc is None:
             return whole
-        value = _get(self.data, path)
+        value = value_at(self.data, path)
         if not isinstance(value, str):
             return whole
         return _locate_in_scalar(loc, value, start, end, self.text, whole)
 
 
-def _get(data: Any, path: Path) -> Any:
+def value_at(data: Any, path: Path) -> Any:
+    """The value at `path` in loaded data, or None where the path does not exist."""
     for part in path:
         try:
             data = data[part]

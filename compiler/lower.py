@@ -90,7 +90,7 @@ class Lowering:
     # --- helpers used by tables.py and the sections below ---
 
     def doc_value(self, path: tuple) -> Any:
-        return loader._get(self.data, path)
+        return loader.value_at(self.data, path)
 
     def scope(self, mode: str, columns, what: str = "", **kw) -> Scope:
         cols = dict(columns)

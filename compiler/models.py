@@ -200,7 +200,7 @@ def lower_gates(lw: "Lowering") -> None:
             continue
         node = ir.Gate(id=f"gate.{name}", name=name, span=lw.ir_span(base), description=g.description,
                        inputs=(ir.Input(role=role, node=subject.id, type=subject.output),),
-                       output=ir.DecisionType(), params=lw.used(), subject=role.replace("metrics", "model"),
+                       output=ir.DecisionType(), params=lw.used(), subject="model" if g.model is not None else "table",
                        checks=checks)
         lw.nodes[node.id] = node
 

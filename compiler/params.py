@@ -17,7 +17,7 @@ from .loader import Document
 from .spec import NAME_RE
 
 _REF = re.compile(r"\$\$\{|\$\{params\.([A-Za-z_][A-Za-z0-9_]*)\}")
-_EXACT = re.compile(r"^\$\{params\.([A-Za-z_][A-Za-z0-9_]*)\}$")
+EXACT_REF = re.compile(r"^\$\{params\.([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 # (section, entry, key[, item]) patterns whose strings are expressions; "*" matches anything
 EXPRESSION_FIELDS = (("features", "*", "where"), ("features", "*", "columns", "*"),
@@ -120,7 +120,7 @@ def _walk(value: Any, path: tuple, doc: Document, params: dict, diags: Diagnosti
         return [_walk(v, path + (i,), doc, params, diags, exact) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value or is_expression_path(path):
         return value
-    m = _EXACT.match(value)
+    m = EXACT_REF.match(value)
     if m:
         if m.group(1) in params:
             exact[path] = {m.group(1)}

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import expr as E
 from . import ir
 from . import types as T
 from .diagnostics import suggest
+from .functions import AGGREGATE
 from .spec import Feature
 from .typecheck import AGG, ROW
 
@@ -54,10 +56,6 @@ def lower_feature(lw: "Lowering", name: str, f: Feature, inputs: dict[str, Schem
     return ops, schema if ok else None
 
 
-def _columns_hint(lw: "Lowering", table: str, col: str, schema: Schema) -> str | None:
-    return suggest(col, [c for c, _ in schema], f"columns of {table}")
-
-
 def _names(lw: "Lowering", path: tuple, table: str, names: list[str], schema: Schema) -> bool:
     """Check a list of column names exists once each; report every problem."""
     have, ok, seen = dict(schema), True, set()
@@ -67,7 +65,7 @@ def _names(lw: "Lowering", path: tuple, table: str, names: list[str], schema: Sc
             ok = False
         elif col not in have:
             lw.diags.add("E0203", f"unknown column '{col}'", lw.doc.span(path + (i,)),
-                         _columns_hint(lw, table, col, schema))
+                         suggest(col, [c for c, _ in schema], f"columns of {table}"))
             ok = False
         seen.add(col)
     return ok
@@ -151,10 +149,7 @@ def _aggregate(lw: "Lowering", base: tuple, name: str, f: Feature, schema: Schem
     return tuple(out)
 
 
-def _has_aggregate(e) -> bool:
-    from . import expr as E
-    from .functions import AGGREGATE
-
+def _has_aggregate(e: E.Expr) -> bool:
     return any(isinstance(n, E.Call) and n.func in AGGREGATE for n in E.walk(e))
 
 

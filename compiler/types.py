@@ -66,11 +66,3 @@ def unify(types: Iterable[str]) -> str | None:
             return None
     return result
 
-
-def schema_dict(schema: Schema) -> dict[str, str]:
-    return dict(schema)
-
-
-def describe_columns(schema: Schema, limit: int = 8) -> str:
-    names = [c for c, _ in schema]
-    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")

@@ -8,6 +8,7 @@ passes do not report them again as "unknown".
 from __future__ import annotations
 
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from .codes import CODES
 from .diagnostics import Diagnostics, suggest
-from .loader import Document
-from .loader import _get as loader_get
-from .params import _EXACT as _EXACT_PARAM
+from .loader import Document, value_at
+from .params import EXACT_REF
 from .spec import NAME_RE, SECTIONS, Rollout, SpecFile, Strict
 
 _EXPECTED = {"string_type": "a string", "int_type": "an integer", "float_type": "a number",
@@ -131,8 +131,8 @@ class _Context:
             self.diags.add("E0104", _value_message(kind, err, value), doc.span(path))
 
     def type_error(self, path: tuple, expected: str, value: Any) -> None:
-        original = loader_get(self.doc.data, path)
-        m = _EXACT_PARAM.match(original) if isinstance(original, str) else None
+        original = value_at(self.doc.data, path)
+        m = EXACT_REF.match(original) if isinstance(original, str) else None
         param = m.group(1) if m else None
         if param is not None and param not in self.params:
             return  # the unknown parameter is already reported (E0209)
@@ -194,7 +194,7 @@ def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:
 
 def _unwrap(tp: Any) -> Any:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and args:
         return args[0]
     return tp
 

@@ -68,11 +68,6 @@ class _TargetType(click.ParamType):
         return "[" + "|".join(sorted(TARGETS)) + "]"
 
 
-def _version() -> str:
-    from pipespec import __version__
-    return __version__
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version=None, package_name="pipespec", prog_name="pipespec",
                       message="%(prog)s %(version)s")
