@@ -74,7 +74,8 @@ class _TargetType(click.ParamType):
 def main() -> None:
     """pipespec: compile one YAML ML pipeline spec to Ray, Airflow and Kubeflow.
 
-    Exit codes: 0 success, 1 the spec has errors, 2 usage error.
+    Exit codes: 0 success, 1 the spec has errors (or a node failed), 2 usage error,
+    3 a gate failed, 4 a rollout was rolled back.
     """
 
 
@@ -180,6 +181,8 @@ def explain(code):
         sys.exit(EXIT_USAGE)
     click.echo(text)
 
+
+from pipespec import cli_run  # noqa: E402,F401  (registers run, plan, step, runs, show, cache)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

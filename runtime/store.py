@@ -124,6 +124,12 @@ class Store:
 
     # --- JSON documents (entries, records, registry) --------------------------------
 
+    def write_bytes(self, relpath: str, data: bytes) -> None:
+        self._write(self.path(relpath), data)
+
+    def read_bytes(self, relpath: str) -> bytes | None:
+        return self._read(self.path(relpath))
+
     def write_json(self, relpath: str, data: Any) -> None:
         self._write(self.path(relpath), (canonical_json(data) + "\n").encode())
 

@@ -1,0 +1,242 @@
+"""The runtime commands: run, plan, step, runs, show, cache.  Thin like cli.py.
+
+Exit codes (documented in SPEC.md §16): 0 success, 1 spec errors or a node
+failed, 2 usage error, 3 a gate failed (its dependents did not run),
+4 a rollout was rolled back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from pipespec.cli import _FORMAT, _PARAM, _SPEC, EXIT_SPEC_ERROR, EXIT_USAGE, _compile, main
+
+_STORE = click.option("--store", "store_url", metavar="DIR|URL",
+                      help="Store location: a directory or an fsspec URL (s3://bucket/prefix). "
+                           "Default: .pipespec/ beside the spec.")
+_ONLY = click.option("--only", multiple=True, metavar="NODE[+]",
+                     help="Run only NODE (an id like feature.x, or a name) and what it reads; "
+                          "NODE+ adds its descendants, +NODE its ancestors. Repeatable.")
+_FORCE = click.option("--force", multiple=True, metavar="NODE", help="Ignore the cache for NODE. Repeatable.")
+_SAMPLE = click.option("--sample", type=click.IntRange(min=1), metavar="N",
+                       help="Dry-run execution on a deterministic sample of N rows per source, in its own "
+                            "namespace of the store; the registry is not changed.")
+_SEED = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --sample draw.")
+
+
+def _open(spec: str, params, fmt: str, store_url: str | None):
+    from pipespec.runtime.store import Store
+    result = _compile(spec, params, fmt)
+    root = os.path.dirname(os.path.abspath(spec))
+    return result, Store(store_url or os.path.join(root, ".pipespec")), root
+
+
+def _options(params, jobs=0, only=(), force=(), sample=None, seed=0, hold=False):
+    from pipespec.runtime.executor import RunOptions
+    from pipespec.runtime.ops.base import Sample
+    return RunOptions(jobs=jobs, only=tuple(only), force=tuple(force), hold=hold,
+                      sample=Sample(sample, seed) if sample else None)
+
+
+def _fail(exc, fmt: str) -> None:
+    """A RunError raised before any node ran (bad --only name, unusable store)."""
+    if fmt == "json":
+        click.echo(json.dumps({"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}}))
+    else:
+        click.echo(f"error[{exc.code}]: {exc.message}" + (f"\n  = hint: {exc.hint}" if exc.hint else ""),
+                   err=True)
+    sys.exit(EXIT_USAGE if exc.code == "E0808" else EXIT_SPEC_ERROR)
+
+
+@main.command()
+@_SPEC
+@_PARAM
+@_STORE
+@click.option("--jobs", "-j", type=click.IntRange(min=1), help="Nodes run at once (default: CPU count).")
+@_ONLY
+@_FORCE
+@_SAMPLE
+@_SEED
+@click.option("--hold/--no-hold", default=False, show_default=True,
+              help="Wait out each rollout step's `hold` in real time (default: the replay stands in).")
+@click.option("--progress/--no-progress", default=None,
+              help="Live progress table (default: when stderr is a terminal).")
+@_FORMAT
+def run(spec, params, store_url, jobs, only, force, sample, seed, hold, progress, fmt):
+    """Run SPEC locally: every node cached by content hash.
+
+    Exit codes: 0 success, 1 a node failed, 3 a gate failed, 4 a rollout rolled back.
+    """
+    from pipespec.runtime.errors import RunError
+    from pipespec.runtime.executor import execute
+    from pipespec.runtime.progress import reporter_for
+    from pipespec.runtime.report import run_summary
+
+    result, store, root = _open(spec, params, fmt, store_url)
+    options = _options(params, jobs or 0, only, force, sample, seed, hold)
+    reporter = reporter_for(sys.stderr, progress if fmt == "text" else False)
+    try:
+        report = execute(result.ir, store, root, options, reporter)
+    except RunError as exc:
+        _fail(exc, fmt)
+    if fmt == "json":
+        click.echo(json.dumps({"run_id": report.run_id, "status": report.status, "exit_code": report.exit_code,
+                               "record": report.record_path, "nodes": [r.to_json() for r in report.results]},
+                              sort_keys=True, indent=2))
+    else:
+        click.echo(run_summary(report, {result.file: result.text or ""}))
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@_SPEC
+@_PARAM
+@_STORE
+@_ONLY
+@_FORCE
+@_SAMPLE
+@_SEED
+@_FORMAT
+def plan(spec, params, store_url, only, force, sample, seed, fmt):
+    """Show what `run` would do and why, without running anything (reads only source file stats and hashes)."""
+    from pipespec.runtime.errors import RunError
+    from pipespec.runtime.plan import plan as make_plan
+    from pipespec.runtime.report import plan_text
+
+    result, store, root = _open(spec, params, fmt, store_url)
+    options = _options(params, only=only, force=force, sample=sample, seed=seed)
+    try:
+        items = make_plan(result.ir, store, root, options)
+    except RunError as exc:
+        _fail(exc, fmt)
+    if fmt == "json":
+        click.echo(json.dumps({"pipeline": result.ir.pipeline, "nodes": [i.to_json() for i in items],
+                               "will_run": sum(i.action == "run" for i in items)}, sort_keys=True, indent=2))
+    else:
+        click.echo(plan_text(result.ir.pipeline, items, options.sample))
+
+
+@main.command()
+@click.argument("ir_json", type=click.Path(exists=True, dir_okay=False, path_type=str))
+@click.option("--node", "node_id", required=True, help="The IR node id to run, e.g. feature.churn_features.")
+@click.option("--store", "store_url", required=True, metavar="DIR|URL", help="The shared store.")
+@click.option("--root", type=str, help="Directory (or URL) relative source paths resolve against "
+                                       "(default: the directory of IR_JSON).")
+@_SAMPLE
+@_SEED
+@click.option("--hold/--no-hold", default=False, help="Wait out rollout holds in real time.")
+def step(ir_json, node_id, store_url, root, sample, seed, hold):
+    """Run exactly one node of an IR in this process (the entry point orchestrators call).
+
+    Upstream results are found in the store by their cache keys.  Idempotent: a node
+    whose entry exists is not run again.  Prints one JSON line (key, digest, status).
+    Exit codes: 0 done or cached, 1 failed, 3 blocked by a failed gate.
+    """
+    from pipespec.compiler.ir import Graph
+    from pipespec.runtime.stepcli import run_step
+
+    with open(ir_json, "rb") as fh:
+        try:
+            graph = Graph.from_json(fh.read())
+        except (ValueError, KeyError, TypeError) as exc:
+            click.echo(f"error: {ir_json} is not a pipespec IR file: {exc}", err=True)
+            sys.exit(EXIT_SPEC_ERROR)
+    code, line = run_step(graph, node_id, store_url, root or os.path.dirname(os.path.abspath(ir_json)),
+                          sample, seed, hold)
+    click.echo(line)
+    sys.exit(code)
+
+
+@main.command()
+@_SPEC
+@_STORE
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@_FORMAT
+def runs(spec, store_url, limit, fmt):
+    """List the past runs of SPEC's pipeline, newest first, with status and metrics."""
+    from pipespec.runtime import records
+    from pipespec.runtime.report import runs_text
+
+    result, store, _ = _open(spec, (), fmt, store_url)
+    found = records.latest(store, result.ir.pipeline, limit)
+    if fmt == "json":
+        click.echo(json.dumps(found, sort_keys=True, indent=2))
+    else:
+        click.echo(runs_text(found))
+
+
+@main.command()
+@_SPEC
+@click.argument("node")
+@_STORE
+@click.option("--rows", type=click.IntRange(min=0), default=10, show_default=True, help="Table rows to print.")
+@_FORMAT
+def show(spec, node, store_url, rows, fmt):
+    """Show NODE's output from the latest run: a table's schema and head, metrics, a decision, a model card."""
+    from pipespec.runtime.errors import RunError
+    from pipespec.runtime.show import show_node
+
+    result, store, _ = _open(spec, (), fmt, store_url)
+    try:
+        click.echo(show_node(result.ir, store, node, rows, fmt))
+    except RunError as exc:
+        _fail(exc, fmt)
+
+
+@main.group()
+def cache():
+    """Inspect, verify and clean a store."""
+
+
+_CACHE_STORE = click.option("--store", "store_url", default=".pipespec", show_default=True, metavar="DIR|URL")
+
+
+@cache.command("ls")
+@_CACHE_STORE
+def cache_ls(store_url):
+    """Summarize what the store holds."""
+    from pipespec.runtime.maintenance import usage
+    from pipespec.runtime.store import Store
+    u = usage(Store(store_url))
+    click.echo(f"{store_url}: {u.entries} cache entries, {u.objects} objects ({u.bytes:,} bytes), "
+               f"{u.models} registered model versions")
+    for pipeline, n in sorted(u.runs.items()):
+        click.echo(f"  {pipeline}: {n} runs")
+
+
+@cache.command("verify")
+@_CACHE_STORE
+@click.option("--delete", is_flag=True, help="Remove corrupt objects and the entries that point at them.")
+def cache_verify(store_url, delete):
+    """Re-hash every object and check every entry; exit 1 when something is wrong."""
+    from pipespec.runtime.maintenance import verify
+    from pipespec.runtime.store import Store
+    problems = verify(Store(store_url), delete=delete)
+    for p in problems:
+        click.echo(f"{p.what}: {p.detail}" + (" (removed)" if delete else ""))
+    click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found")
+    sys.exit(1 if problems and not delete else 0)
+
+
+@cache.command("gc")
+@_CACHE_STORE
+@click.option("--keep", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Keep what the newest KEEP runs of each pipeline reference.")
+@click.option("--grace", type=click.FloatRange(min=0), default=3600, show_default=True,
+              help="Never remove anything younger than this many seconds (protects runs in progress).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+def cache_gc(store_url, keep, grace, dry_run):
+    """Remove entries and objects no recent run or registered model references."""
+    from pipespec.runtime.maintenance import gc
+    from pipespec.runtime.store import Store
+    out = gc(Store(store_url), keep_runs=keep, grace_seconds=grace, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {len(out.entries)} entries, {len(out.objects)} objects ({out.bytes:,} bytes), "
+               f"{len(out.temp_files)} stale temp files")
+
+
+__all__ = ["run", "plan", "step", "runs", "show", "cache", "EXIT_USAGE"]

@@ -1,0 +1,160 @@
+"""The local executor: every node of the graph, independent nodes in parallel, each cached.
+
+Scheduling is a plain topological loop over a thread pool: pyarrow and
+scikit-learn release the GIL for their heavy work.  A failed node skips what
+depends on it; a failed gate blocks what depends on it; everything else still
+runs (and is cached).  The run record is written at the end, even after failures.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from pipespec.compiler import ir
+
+from . import records
+from .errors import RunError
+from .ops.base import Sample
+from .progress import Reporter
+from .registry import Registry
+from .step import NodeResult, Runner
+
+EXIT_OK, EXIT_FAILED, EXIT_GATE, EXIT_ROLLED_BACK = 0, 1, 3, 4
+
+
+@dataclass
+class RunOptions:
+    jobs: int = 0                      # 0: one per CPU
+    only: tuple[str, ...] = ()         # NODE, NODE+ (and descendants), +NODE (and ancestors)
+    force: tuple[str, ...] = ()
+    sample: Sample | None = None
+    hold: bool = False
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    pipeline: str
+    results: list[NodeResult]
+    seconds: float
+    sample: Sample | None
+    record_path: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        statuses = {r.status for r in self.results}
+        if "failed" in statuses:
+            return EXIT_FAILED
+        if any(r.summary.get("passed") is False for r in self.results):
+            return EXIT_GATE
+        if any(r.summary.get("outcome") == "rolled_back" for r in self.results):
+            return EXIT_ROLLED_BACK
+        return EXIT_OK
+
+    @property
+    def status(self) -> str:
+        return {EXIT_OK: "ok", EXIT_FAILED: "failed", EXIT_GATE: "gate_failed",
+                EXIT_ROLLED_BACK: "rolled_back"}[self.exit_code]
+
+
+def resolve_names(graph: ir.Graph, names: tuple[str, ...], what: str) -> list[str]:
+    """Node ids for names given on the command line: an id (`feature.x`) or a bare name (`x`)."""
+    from pipespec.compiler.diagnostics import suggest
+    ids = [n.id for n in graph.nodes]
+    out = []
+    for name in names:
+        matches = [name] if name in ids else [n.id for n in graph.nodes if n.name == name]
+        if len(matches) != 1:
+            hint = suggest(name, ids) if not matches else f"ambiguous: {', '.join(matches)}; use the id"
+            raise RunError("E0808", f"{what} '{name}' is not a node of pipeline {graph.pipeline}", hint)
+        out.extend(matches)
+    return out
+
+
+def select(graph: ir.Graph, only: tuple[str, ...]) -> set[str]:
+    """The nodes a run needs: the selection, its `+` closures, and every ancestor it reads."""
+    g = graph.graph
+    if not only:
+        return set(g.nodes)
+    chosen: set[str] = set()
+    for item in only:
+        down, up = item.endswith("+"), item.startswith("+")
+        (node_id,) = resolve_names(graph, (item.strip("+"),), "--only")
+        chosen.add(node_id)
+        if down:
+            chosen |= nx.descendants(g, node_id)
+        if up:
+            chosen |= nx.ancestors(g, node_id)
+    for node_id in list(chosen):
+        chosen |= nx.ancestors(g, node_id)
+    return chosen
+
+
+def sample_store(store, sample: Sample | None):
+    """Sample runs cache into their own namespace, so they never mix with full runs."""
+    return store if sample is None else store.namespace(f"sample-{sample.rows}-seed{sample.seed}")
+
+
+def execute(graph: ir.Graph, store, root: str, options: RunOptions, reporter: Reporter) -> RunReport:
+    """Run the selected nodes; `store` is the main store (samples use a namespace of it,
+    and read its registry without writing it)."""
+    selected = select(graph, options.only)
+    force = frozenset(resolve_names(graph, options.force, "--force"))
+    registry = Registry(store, read_only=options.sample is not None)
+    store = sample_store(store, options.sample)
+    runner = Runner(graph, store, registry, root, sample=options.sample, hold=options.hold,
+                    force=force, log=reporter.log)
+    order = [n.id for n in graph.nodes if n.id in selected]
+    run_id = records.new_run_id()
+    reporter.begin(graph.pipeline, order, "sample run" if options.sample else "run")
+    started = time.perf_counter()
+    try:
+        _schedule(graph, runner, order, options.jobs or os.cpu_count() or 1, reporter)
+    finally:
+        reporter.end()
+    results = [runner.results[n] for n in order if n in runner.results]
+    report = RunReport(run_id, graph.pipeline, results, time.perf_counter() - started, options.sample)
+    report.record_path = records.write(store, graph, report, options)
+    return report
+
+
+def _schedule(graph: ir.Graph, runner: Runner, order: list[str], jobs: int, reporter: Reporter) -> None:
+    g = graph.graph
+    waiting = {n: {p for p in g.predecessors(n) if p in order} for n in order}
+    running: dict[Future, str] = {}
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="pipespec") as pool:
+        try:
+            while waiting or running:
+                for node_id in [n for n in order if n in waiting and not waiting[n]]:
+                    del waiting[node_id]
+                    blocked = runner.blocked(node_id)
+                    if blocked:
+                        runner.results[node_id] = blocked
+                        reporter.finish(blocked)
+                        _release(waiting, node_id)
+                        continue
+                    reporter.start(node_id)
+                    running[pool.submit(runner.run, node_id)] = node_id
+                if not running:
+                    continue
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    node_id = running.pop(future)
+                    future.result()
+                    reporter.finish(runner.results[node_id])
+                    _release(waiting, node_id)
+        except KeyboardInterrupt:
+            for future in running:
+                future.cancel()
+            raise
+
+
+def _release(waiting: dict[str, set[str]], finished: str) -> None:
+    for deps in waiting.values():
+        deps.discard(finished)

@@ -1,0 +1,153 @@
+"""`pipespec cache ls|verify|gc`: what the store holds, whether it is intact, and cleaning it.
+
+gc keeps every entry named by the newest runs of each pipeline (in the main store
+and in every sample namespace), every object those entries and the model registry
+name, and anything younger than the grace period, so a run in progress (whose
+record is not written yet) never loses what it just stored.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import records
+from .errors import RunError
+from .hashing import digest_bytes
+
+
+@dataclass
+class Usage:
+    entries: int = 0
+    objects: int = 0
+    bytes: int = 0
+    runs: dict[str, int] = field(default_factory=dict)
+    models: int = 0
+
+
+def usage(store) -> Usage:
+    out = Usage()
+    out.entries = sum(1 for rel in store.list("cache") if rel.endswith(".json"))
+    for digest in store.iter_objects():
+        out.objects += 1
+        out.bytes += _size(store, store.object_path(digest))
+    for pipeline in records.pipelines(store):
+        out.runs[pipeline] = len(records.run_ids(store, pipeline))
+    out.models = sum(1 for rel in store.list("registry") if rel.endswith(".json"))
+    return out
+
+
+@dataclass
+class Problem:
+    what: str
+    detail: str
+    relpaths: list[str]
+
+
+def verify(store, delete: bool = False) -> list[Problem]:
+    """Every object re-hashed, every entry checked against its object; optionally drop the bad ones."""
+    problems, bad = [], set()
+    for digest in store.iter_objects():
+        rel = _rel(store, store.object_path(digest))
+        try:
+            actual = digest_bytes(store._read(store.object_path(digest)) or b"")
+        except RunError as exc:
+            problems.append(Problem(f"object {digest[:12]}…", exc.message, [rel]))
+            continue
+        if actual != digest:
+            bad.add(digest)
+            problems.append(Problem(f"object {digest[:12]}…", f"content hashes to {actual[:12]}…", [rel]))
+    for key, entry in store.iter_entries():
+        rel = _rel(store, store.entry_path(key))
+        if entry is None or "digest" not in entry:
+            problems.append(Problem(f"entry {key[:12]}…", "unreadable", [rel]))
+        elif entry["digest"] in bad:
+            problems.append(Problem(f"entry {key[:12]}…", f"its output {entry['digest'][:12]}… is corrupt", [rel]))
+        elif not store.has(entry["digest"]):
+            problems.append(Problem(f"entry {key[:12]}…", f"its output {entry['digest'][:12]}… is missing", [rel]))
+    if delete:
+        for problem in problems:
+            for relpath in problem.relpaths:
+                store.remove(relpath)
+    return problems
+
+
+@dataclass
+class Collected:
+    entries: list[str] = field(default_factory=list)
+    objects: list[str] = field(default_factory=list)
+    temp_files: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+
+def gc(store, keep_runs: int = 3, grace_seconds: float = 3600.0, dry_run: bool = False) -> Collected:
+    stores = [store, *_namespaces(store)]
+    out = Collected()
+    for s in stores:
+        _collect(s, store, keep_runs, grace_seconds, out, dry_run)
+    return out
+
+
+def _collect(s, main, keep_runs: int, grace: float, out: Collected, dry_run: bool) -> None:
+    live_keys, live_objects = set(), set()
+    for pipeline in records.pipelines(s):
+        for record in records.latest(s, pipeline, keep_runs):
+            for node in record.get("nodes", []):
+                if node.get("key"):
+                    live_keys.add(node["key"])
+    if s is main:
+        for rel in s.list("registry"):
+            record = s.read_json(rel) if rel.endswith(".json") else None
+            if record and record.get("digest"):
+                live_objects.add(record["digest"])
+    now = time.time()
+    for key, entry in list(s.iter_entries()):
+        path = s.entry_path(key)
+        if key in live_keys or now - _mtime(s, path) < grace:
+            if entry and entry.get("digest"):
+                live_objects.add(entry["digest"])
+            continue
+        out.entries.append(_rel(s, path))
+        if not dry_run:
+            s.remove(_rel(s, path))
+    for digest in list(s.iter_objects()):
+        path = s.object_path(digest)
+        if digest in live_objects or now - _mtime(s, path) < grace:
+            continue
+        out.objects.append(_rel(s, path))
+        out.bytes += _size(s, path)
+        if not dry_run:
+            s.remove(_rel(s, path))
+    for path in s.stale_temp_files(grace):
+        out.temp_files.append(path)
+        if not dry_run:
+            os.remove(path)
+
+
+def _namespaces(store) -> list:
+    names = sorted({rel.split("/")[1] for rel in store.list("namespaces") if rel.count("/") >= 2})
+    return [store.namespace(n) for n in names]
+
+
+def _rel(store, path: str) -> str:
+    prefix = store.root.rstrip("/") + "/"
+    return path[len(prefix):] if path.startswith(prefix) else path
+
+
+def _mtime(store, path: str) -> float:
+    try:
+        if store.local:
+            return os.stat(path).st_mtime
+        info = store.fs.info(path)
+        stamp = info.get("mtime") or info.get("LastModified") or info.get("created")
+        return stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp or 0)
+    except (OSError, ValueError, TypeError):
+        return 0.0
+
+
+def _size(store, path: str) -> int:
+    try:
+        return os.stat(path).st_size if store.local else int(store.fs.info(path).get("size") or 0)
+    except OSError:
+        return 0

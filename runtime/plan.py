@@ -1,0 +1,86 @@
+"""`pipespec plan`: what a run would do and why, without running anything.
+
+Reads no data except to stat (and, when changed, hash) the sources.  A node is
+*cached* when its key has an entry; it *will run* when its key is new (the reason
+names the component that changed since the node's last run) or when an input
+will run (its key is only known after that input's output is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipespec.compiler import ir
+
+from . import keys, records
+from .errors import map_exception
+from .executor import RunOptions, resolve_names, sample_store, select
+from .registry import Registry
+from .step import BLOCKED, CACHED, NodeResult, Runner
+
+WILL_RUN = "run"
+
+
+@dataclass
+class PlanItem:
+    id: str
+    kind: str
+    action: str          # cached | run | blocked | error
+    reason: str
+    estimate: float | None = None  # seconds, from the last run that computed this node
+    key: str | None = None
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "action": self.action, "reason": self.reason,
+                "estimate_seconds": self.estimate, "key": self.key}
+
+
+def plan(graph: ir.Graph, store, root: str, options: RunOptions) -> list[PlanItem]:
+    registry = Registry(store, read_only=True)
+    store = sample_store(store, options.sample)
+    force = set(resolve_names(graph, options.force, "--force"))
+    runner = Runner(graph, store, registry, root, sample=options.sample)
+    previous = records.last_seen(store, graph.pipeline)
+    estimates = _estimates(store, graph.pipeline)
+    selected = select(graph, options.only)
+    items = []
+    for node in graph.nodes:
+        if node.id in selected:
+            items.append(_plan_node(runner, node, previous.get(node.id), force, estimates.get(node.id)))
+    return items
+
+
+def _plan_node(runner: Runner, node: ir.Node, previous: dict | None, force: set, estimate) -> PlanItem:
+    for port in node.inputs:
+        upstream = runner.results.get(port.node)
+        if upstream is None:
+            return PlanItem(node.id, node.kind, WILL_RUN, f"input {port.node} will run", estimate)
+        if upstream.status == BLOCKED or upstream.summary.get("passed") is False:
+            why = upstream.reason or f"{port.node} failed: " + "; ".join(upstream.summary.get("failed", []))
+            runner.results[node.id] = NodeResult(node.id, node.kind, BLOCKED, reason=why)
+            return PlanItem(node.id, node.kind, "blocked", why)
+    try:
+        result = runner.lookup(node.id)
+    except Exception as exc:  # noqa: BLE001 - e.g. a source that does not exist
+        error = map_exception(exc, f"{node.kind.lower()} {node.name}")
+        return PlanItem(node.id, node.kind, "error", error.message)
+    if result.status == CACHED and node.id not in force:
+        runner.results[node.id] = result
+        return PlanItem(node.id, node.kind, CACHED, "cached", None, result.key)
+    if node.id in force:
+        reason = "forced (--force)"
+    else:
+        reason = keys.explain_change(previous.get("components") if previous else None, result.components,
+                                     runner.graph, node)
+        if previous and previous.get("key") == result.key:
+            reason = "cache entry missing (deleted or garbage-collected)"
+    return PlanItem(node.id, node.kind, WILL_RUN, reason, estimate, result.key)
+
+
+def _estimates(store, pipeline: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for record in records.latest(store, pipeline, count=20):
+        for node in record.get("nodes", []):
+            if node.get("status") == "done" and node["id"] not in found:
+                found[node["id"]] = node.get("seconds") or 0.0
+    return found

@@ -1,0 +1,70 @@
+"""Run records: one JSON document per run at `runs/<pipeline>/<run_id>.json`.
+
+Run ids start with the UTC time, so sorting by id sorts by start; `latest` and
+`gc` rely on that.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import secrets
+
+from pipespec.compiler import ir
+
+
+def new_run_id() -> str:
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}-{secrets.token_hex(3)}"
+
+
+def write(store, graph: ir.Graph, report, options) -> str:
+    relpath = f"runs/{graph.pipeline}/{report.run_id}.json"
+    store.write_json(relpath, {
+        "run_id": report.run_id,
+        "pipeline": graph.pipeline,
+        "spec": graph.source_file,
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(report.seconds, 4),
+        "status": report.status,
+        "exit_code": report.exit_code,
+        "sample": {"rows": report.sample.rows, "seed": report.sample.seed} if report.sample else None,
+        "params": {k: v for k, v in graph.params},
+        "only": list(options.only),
+        "force": list(options.force),
+        "nodes": [r.to_json() for r in report.results],
+    })
+    return store.path(relpath)
+
+
+def run_ids(store, pipeline: str) -> list[str]:
+    return [rel.rsplit("/", 1)[1][:-5] for rel in store.list(f"runs/{pipeline}") if rel.endswith(".json")]
+
+
+def pipelines(store) -> list[str]:
+    return sorted({rel.split("/")[1] for rel in store.list("runs") if rel.count("/") == 2})
+
+
+def read(store, pipeline: str, run_id: str) -> dict | None:
+    return store.read_json(f"runs/{pipeline}/{run_id}.json")
+
+
+def latest(store, pipeline: str, count: int = 1) -> list[dict]:
+    """The newest `count` records, newest first."""
+    found = []
+    for run_id in reversed(run_ids(store, pipeline)):
+        record = read(store, pipeline, run_id)
+        if record:
+            found.append(record)
+        if len(found) == count:
+            break
+    return found
+
+
+def last_seen(store, pipeline: str) -> dict[str, dict]:
+    """node id -> its newest record entry that has a key (for `plan`'s why and estimates)."""
+    seen: dict[str, dict] = {}
+    for record in latest(store, pipeline, count=20):
+        for node in record.get("nodes", []):
+            if node.get("components") and node["id"] not in seen:
+                seen[node["id"]] = node
+    return seen

@@ -1,0 +1,198 @@
+"""Running one node: the function every executor and orchestrator target calls.
+
+`Runner.run(node_id)` computes the node's cache key from its inputs' digests,
+returns the cached entry when there is one, and otherwise loads the inputs
+(verified), runs the op, stores the output and then the entry.  It needs only the
+IR, a store and the directory relative source paths resolve against; input
+digests come from results already in memory or, in a fresh process, from the
+cache entries of the ancestors (`resolve`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pipespec.compiler import ir
+from pipespec.compiler.diagnostics import Diagnostic
+
+from . import artifacts, keys
+from .errors import RunError, map_exception
+from .ops import module_for
+from .ops.base import Context, Sample
+
+CACHED, DONE, FAILED, SKIPPED, BLOCKED = "cached", "done", "failed", "skipped", "blocked"
+
+
+@dataclass
+class NodeResult:
+    id: str
+    kind: str
+    status: str
+    key: str | None = None
+    digest: str | None = None
+    format: str | None = None
+    rows: int | None = None
+    seconds: float = 0.0
+    summary: dict = field(default_factory=dict)
+    components: dict | None = None
+    error: Diagnostic | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (CACHED, DONE)
+
+    @property
+    def blocks(self) -> bool:
+        """A gate that failed (or a result that failed) stops what depends on it."""
+        return not self.ok or self.summary.get("passed") is False
+
+    def to_json(self) -> dict:
+        data = {k: getattr(self, k) for k in ("id", "kind", "status", "key", "digest", "format", "rows",
+                                               "summary", "components", "reason")}
+        data["seconds"] = round(self.seconds, 4)
+        data["error"] = self.error.to_json() if self.error else None
+        return data
+
+
+@dataclass
+class Runner:
+    graph: ir.Graph
+    store: Any
+    registry: Any
+    root: str
+    sample: Sample | None = None
+    hold: bool = False
+    force: frozenset[str] = frozenset()
+    log: Callable[[str, str], None] = lambda node_id, line: None
+    results: dict[str, NodeResult] = field(default_factory=dict)
+
+    # --- keys ----------------------------------------------------------------------
+
+    def input_digests(self, node: ir.Node) -> dict[str, str] | None:
+        """role -> digest of every input, or None when an input has no result yet."""
+        digests = {}
+        for port in node.inputs:
+            result = self.results.get(port.node)
+            if result is None or result.digest is None:
+                return None
+            digests[port.role] = result.digest
+        return digests
+
+    def context(self, node: ir.Node, digests: dict[str, str]) -> Context:
+        formats = {p.role: artifacts.format_for(self.graph.node(p.node).output) for p in node.inputs}
+        loaded: dict[str, Any] = {}
+
+        def loader(role: str) -> Any:
+            if role not in loaded:
+                data = self.store.get(digests[role], f"input {role} of {node.id}")
+                loaded[role] = artifacts.decode(formats[role], data)
+            return loaded[role]
+
+        def digest_of(node_id: str) -> str | None:
+            result = self.results.get(node_id)
+            return result.digest if result else None
+
+        return Context(graph=self.graph, node=node, store=self.store, registry=self.registry,
+                       root=self.root, input_digests=digests, loader=loader, digest_of=digest_of,
+                       sample=self.sample, hold=self.hold, log=lambda line: self.log(node.id, line))
+
+    def key(self, node: ir.Node, ctx: Context) -> tuple[str, dict]:
+        op = module_for(node.kind) if _has_key_extra(node.kind) else None
+        extra = op.key_extra(ctx) if op else {}
+        if self.sample is not None and node.kind == "Source":
+            extra.setdefault("sample", {"rows": self.sample.rows, "seed": self.sample.seed})
+        parts = keys.components(node, ctx.input_digests, extra)
+        return keys.key_of(parts), parts
+
+    # --- running -------------------------------------------------------------------
+
+    def lookup(self, node_id: str) -> NodeResult:
+        """The node's result from the cache only (no op runs); status None when not cached."""
+        node = self.graph.node(node_id)
+        digests = self.input_digests(node)
+        if digests is None:
+            return NodeResult(node_id, node.kind, SKIPPED, reason="inputs not available")
+        ctx = self.context(node, digests)
+        key, parts = self.key(node, ctx)
+        entry = self.store.get_entry(key)
+        if entry is not None and self.store.has(entry["digest"]):
+            return _from_entry(node, key, parts, entry)
+        return NodeResult(node_id, node.kind, "missing", key=key, components=parts)
+
+    def run(self, node_id: str) -> NodeResult:
+        node = self.graph.node(node_id)
+        started = time.perf_counter()
+        try:
+            result = self._run(node)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes a reported result
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            error = map_exception(exc, _what(node))
+            result = NodeResult(node_id, node.kind, FAILED, error=error.diagnostic(node.span),
+                                reason=error.message)
+        result.seconds = time.perf_counter() - started
+        self.results[node_id] = result
+        return result
+
+    def _run(self, node: ir.Node) -> NodeResult:
+        digests = self.input_digests(node)
+        if digests is None:
+            missing = [p.node for p in node.inputs if p.node not in self.results]
+            raise RunError("E0807", f"{_what(node)}: upstream results are missing: {', '.join(missing)}")
+        ctx = self.context(node, digests)
+        key, parts = self.key(node, ctx)
+        if node.id not in self.force:
+            entry = self.store.get_entry(key)
+            if entry is not None and self.store.has(entry["digest"]):
+                return _from_entry(node, key, parts, entry)
+        output = module_for(node.kind).run(ctx)
+        fmt = artifacts.format_for(node.output)
+        info = self.store.put(artifacts.encode(fmt, output.value))
+        entry = {"key": key, "kind": node.kind, "format": fmt, "digest": info.digest, "size": info.size,
+                 "rows": output.rows, "summary": output.summary, "components": parts}
+        self.store.put_entry(key, entry)
+        return NodeResult(node.id, node.kind, DONE, key=key, digest=info.digest, format=fmt,
+                          rows=output.rows, summary=output.summary, components=parts)
+
+    def blocked(self, node_id: str) -> NodeResult | None:
+        """A skipped/blocked result when an input failed or a gate upstream failed, else None."""
+        node = self.graph.node(node_id)
+        for port in node.inputs:
+            upstream = self.results.get(port.node)
+            if upstream is None or upstream.status in (FAILED, SKIPPED):
+                return NodeResult(node_id, node.kind, SKIPPED, reason=f"upstream {port.node} failed")
+            if upstream.status == BLOCKED:
+                return NodeResult(node_id, node.kind, BLOCKED, reason=upstream.reason)
+            if upstream.summary.get("passed") is False:
+                failed = "; ".join(upstream.summary.get("failed", []))
+                return NodeResult(node_id, node.kind, BLOCKED, reason=f"{port.node} failed: {failed}")
+        return None
+
+    def resolve(self, node_id: str) -> None:
+        """Fill `results` for every ancestor of `node_id` from the cache (fresh-process steps)."""
+        import networkx as nx
+        ancestors = nx.ancestors(self.graph.graph, node_id)
+        for node in self.graph.nodes:
+            if node.id in ancestors and node.id not in self.results:
+                result = self.lookup(node.id)
+                if not result.ok:
+                    raise RunError("E0807", f"{_what(self.graph.node(node_id))}: upstream {node.id} has no "
+                                   "result for its current inputs",
+                                   f"run {node.id} first (its inputs or the data changed since it ran)")
+                self.results[node.id] = result
+
+
+def _has_key_extra(kind: str) -> bool:
+    return kind in ("Source", "Gate", "Rollout")
+
+
+def _from_entry(node: ir.Node, key: str, parts: dict, entry: dict) -> NodeResult:
+    return NodeResult(node.id, node.kind, CACHED, key=key, digest=entry["digest"], format=entry["format"],
+                      rows=entry.get("rows"), summary=entry.get("summary") or {}, components=parts)
+
+
+def _what(node: ir.Node) -> str:
+    return f"{node.kind.lower()} {node.name}"
