@@ -164,6 +164,33 @@ CODES: dict[str, Code] = {
     "E0703": _c("parameter type mismatch", """A value that is exactly `${params.x}` takes the
         parameter's type, which does not fit where it is used (e.g. a string parameter where
         a number is required)."""),
+    # E08xx: running (pipespec run / plan / step); reported at the node's YAML position
+    "E0801": _c("source data not found", """A source's file does not exist or cannot be opened
+        (relative paths resolve against the directory of the spec, or `--root` for `pipespec
+        step`), a remote URL's protocol has no fsspec driver installed, or a `sql` source's
+        database cannot be opened (the local runtime reads `sqlite:///` URIs)."""),
+    "E0802": _c("data does not match the schema", """The data read for a source lacks a declared
+        column or holds values that cannot be read as the declared type, or a table operation
+        failed on the actual data. The message names the column and the file."""),
+    "E0803": _c("estimator failed", """scikit-learn raised while fitting, predicting or scoring a
+        model: often missing values (NaN) given to an estimator that does not accept them, a
+        target with a single class, or too few rows for the split. Fill or drop nulls in a
+        feature, or pick an estimator that handles them (HistGradientBoosting*)."""),
+    "E0804": _c("store error", """The store could not be read or written: permissions, no space
+        left on device, an unreachable remote store, or a missing object. Nothing half-written is
+        ever visible; free the resource and run again."""),
+    "E0805": _c("corrupt or untrusted artifact", """An artifact read from the store does not hash
+        to its name (it was modified or damaged on disk), or a model file contains a type
+        outside scikit-learn and NumPy. Run `pipespec cache verify --delete` to remove corrupt
+        entries; the next run recomputes them."""),
+    "E0806": _c("unexpected failure", """An operation failed in a way pipespec does not classify
+        (including running out of memory). The message carries the original error."""),
+    "E0807": _c("upstream result missing", """`pipespec step` (or `show`) needs the output of a
+        node that has not run for the current inputs: run the upstream node first, or the
+        whole pipeline."""),
+    "E0808": _c("unknown node", """A node named on the command line (`--only`, `--force`,
+        `show`, `step --node`) is not in the pipeline. Nodes are named by id
+        (`feature.churn_features`) or, when unambiguous, by name (`churn_features`)."""),
 }
 
 

@@ -277,9 +277,10 @@ def _lower_rollout(lw: "Lowering", r, base: tuple) -> None:
         ok = ok and typed is not None
         rollback = ir.Check(text=r.rollback_if, expr=typed) if typed is not None else None
     train = lw.nodes.get(f"train.{r.model}")
-    if not ok or train is None or any(f"gate.{g}" not in lw.nodes for g in gates):
+    traffic = _traffic_input(lw, r, base, train)
+    if not ok or train is None or traffic is None or any(f"gate.{g}" not in lw.nodes for g in gates):
         return
-    inputs = (ir.Input(role="model", node=train.id, type=train.output),
+    inputs = (ir.Input(role="model", node=train.id, type=train.output), traffic,
               *(ir.Input(role=f"gate:{g}", node=f"gate.{g}", type=ir.DecisionType()) for g in gates))
     steps = tuple(ir.Step(traffic=float(s.traffic), hold_seconds=parse_duration(s.hold) if s.hold else None)
                   for s in r.steps)
@@ -288,6 +289,40 @@ def _lower_rollout(lw: "Lowering", r, base: tuple) -> None:
                       params=lw.used(), model=r.model, strategy=r.strategy, steps=steps,
                       rollback_if=rollback)
     lw.nodes[node.id] = node
+
+
+def _traffic_input(lw: "Lowering", r, base: tuple, train: ir.Train | None) -> ir.Input | None:
+    """The rows the rollout simulation replays: `replay:` (role "replay") or, by default, the
+    model's training table (role "table"), whose held-out split is rebuilt at run time."""
+    if r.replay is None:
+        if train is None:
+            return None
+        table = train.inputs[0]
+        return ir.Input(role="table", node=table.node, type=table.type)
+    path = base + ("replay",)
+    if r.replay not in lw.table_node:
+        if r.replay not in lw.spec.sources and r.replay not in lw.spec.features:
+            lw.unknown_table(r.replay, path)
+        return None
+    node = lw.nodes[lw.table_node[r.replay]]
+    if train is not None and not _replay_columns(lw, path, r.replay, train, dict(lw.schemas[r.replay])):
+        return None
+    return ir.Input(role="replay", node=node.id, type=node.output)
+
+
+def _replay_columns(lw: "Lowering", path: tuple, table: str, train: ir.Train, types: dict) -> bool:
+    """Every model feature must be a column of the replay table, of a feature type."""
+    missing = [c for c in train.features if c not in types]
+    wrong = [f"{c} ({types[c]})" for c in train.features if c in types and types[c] not in FEATURE_TYPES]
+    if missing:
+        lw.diags.add("E0203", f"replay table '{table}' lacks model feature column(s) "
+                     f"{', '.join(missing)}", lw.doc.span(path),
+                     f"'{train.name}' reads {', '.join(train.features)}")
+    if wrong:
+        lw.diags.add("E0505", f"replay table '{table}' has model feature column(s) of a type an "
+                     f"estimator cannot read: {', '.join(wrong)}", lw.doc.span(path),
+                     "the replay columns must be numeric or bool, like the training features")
+    return not missing and not wrong
 
 
 def _params_json(params: dict) -> str:

@@ -300,8 +300,10 @@ class Rollout(Strict):
     strategy: Literal["direct", "canary", "blue_green", "shadow"] = "canary"
     steps: list[Step] = Field(default_factory=list)
     rollback_if: Optional[str] = Field(None, description="boolean expression over serving metrics")
+    replay: Optional[str] = Field(
+        None, description="table (source or feature) whose rows the local rollout simulation "
+        "replays as traffic; default: the model's held-out rows")
     description: Optional[str] = None
-
 
 
 class AirflowOptions(Strict):

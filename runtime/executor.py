@@ -18,6 +18,7 @@ import networkx as nx
 from pipespec.compiler import ir
 
 from . import records
+from .finish import write_cards
 from .errors import RunError
 from .ops.base import Sample
 from .progress import Reporter
@@ -118,6 +119,10 @@ def execute(graph: ir.Graph, store, root: str, options: RunOptions, reporter: Re
         _schedule(graph, runner, order, options.jobs or os.cpu_count() or 1, reporter)
     finally:
         reporter.end()
+    try:
+        write_cards(graph, store, registry, runner.results, options.sample)
+    except RunError as exc:
+        reporter.log("cards", f"model cards not written: {exc.message}")
     results = [runner.results[n] for n in order if n in runner.results]
     report = RunReport(run_id, graph.pipeline, results, time.perf_counter() - started, options.sample)
     report.record_path = records.write(store, graph, report, options)

@@ -21,10 +21,10 @@ from .hashing import digest_json
 # version whenever the same inputs would give a different output.  Kept here rather
 # than in the op modules so a fully cached run imports no op (and no scikit-learn).
 OPS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "Source": ("1", ("pyarrow",)),
+    "Source": ("1", ("pyarrow", "numpy")),  # numpy draws the rows of a sample run
     "Transform": ("1", ("pyarrow",)),
     "Train": ("1", ("scikit-learn", "numpy", "scipy", "skops")),
-    "Evaluate": ("1", ("scikit-learn", "numpy", "scipy")),
+    "Evaluate": ("1", ("scikit-learn", "numpy", "scipy", "skops")),
     "Gate": ("1", ("pyarrow",)),
     "Rollout": ("1", ("scikit-learn", "numpy")),
 }
@@ -76,10 +76,7 @@ def explain_change(old: dict | None, new: dict, graph: ir.Graph, node: ir.Node) 
     if old.get("production") != new.get("production"):
         reasons.append(f"the production model changed ({_short(old.get('production'))} -> "
                        f"{_short(new.get('production'))})")
-    for name in sorted(set(old.get("params", {})) | set(new.get("params", {}))):
-        a, b = old.get("params", {}).get(name, "unset"), new.get("params", {}).get(name, "unset")
-        if a != b:
-            reasons.append(f"param {name} changed ({a!r} -> {b!r})")
+    reasons.extend(_param_diff(old.get("params", {}), new.get("params", {})))
     if not reasons and old.get("fingerprint") != new.get("fingerprint"):
         reasons.append("its definition in the spec changed")
     if old.get("op") != new.get("op"):
@@ -88,6 +85,20 @@ def explain_change(old: dict | None, new: dict, graph: ir.Graph, node: ir.Node) 
         if old.get("versions", {}).get(dist) != v:
             reasons.append(f"{dist} changed ({old.get('versions', {}).get(dist)} -> {v})")
     return "; ".join(reasons) or "cache entry missing (deleted or garbage-collected)"
+
+
+def param_changes(old: dict | None, node: ir.Node) -> list[str]:
+    """The params this node uses whose values differ from its last run (empty when unknown)."""
+    return _param_diff(old.get("params", {}), dict(node.params)) if old else []
+
+
+def _param_diff(old: dict, new: dict) -> list[str]:
+    out = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name, "unset"), new.get(name, "unset")
+        if a != b:
+            out.append(f"param {name} changed ({a!r} -> {b!r})")
+    return out
 
 
 def _short(digest) -> str:

@@ -54,7 +54,9 @@ def _plan_node(runner: Runner, node: ir.Node, previous: dict | None, force: set,
     for port in node.inputs:
         upstream = runner.results.get(port.node)
         if upstream is None:
-            return PlanItem(node.id, node.kind, WILL_RUN, f"input {port.node} will run", estimate)
+            own = keys.param_changes(previous.get("components") if previous else None, node)
+            why = "; ".join([*own, f"input {port.node} will run"])
+            return PlanItem(node.id, node.kind, WILL_RUN, why, estimate)
         if upstream.status == BLOCKED or upstream.summary.get("passed") is False:
             why = upstream.reason or f"{port.node} failed: " + "; ".join(upstream.summary.get("failed", []))
             runner.results[node.id] = NodeResult(node.id, node.kind, BLOCKED, reason=why)

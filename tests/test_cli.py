@@ -177,7 +177,7 @@ def test_graph_mermaid(runner):
     assert lines[0] == "flowchart LR"
     node_lines = [ln for ln in lines if re.match(r"^\s+n\d+[\[\(\{>]", ln)]
     assert len(node_lines) == 8
-    assert sum("-->" in ln for ln in lines) == 9
+    assert sum("-->" in ln for ln in lines) == 10  # incl. the rollout's traffic table
     gate = next(ln for ln in node_lines if "gate: quality" in ln)
     rollout = next(ln for ln in node_lines if "rollout: churn" in ln)
     transform = next(ln for ln in node_lines if "transform: call_stats" in ln)
@@ -198,7 +198,7 @@ def test_graph_dot(runner):
     assert re.search(r'label="gate: quality", shape=hexagon', out)
     assert re.search(r'label="rollout: churn", shape=cds', out)
     assert re.search(r'label="source: calls", shape=cylinder', out)
-    assert out.count("->") == 9
+    assert out.count("->") == 10  # incl. the rollout's traffic table
     assert '[label="left"]' in out and '[label="right"]' in out
 
 

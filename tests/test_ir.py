@@ -79,6 +79,7 @@ def test_edges_with_roles(churn):
         ("train.churn", "evaluate.churn", "model"),
         ("evaluate.churn", "gate.quality", "metrics"),
         ("train.churn", "rollout.churn", "model"),
+        ("feature.customer_features", "rollout.churn", "table"),  # rows the rollout replays
         ("gate.quality", "rollout.churn", "gate:quality"),
     ])
     assert [n.id for n in churn.upstream("feature.customer_features")] == [

@@ -2,13 +2,12 @@
 
 An op module (one per IR node kind) defines::
 
-    VERSION: str                     # bump when the op's output for the same inputs changes
-    VERSIONS: tuple[str, ...]        # distributions whose versions affect the output
     def run(ctx: Context) -> Output
     def key_extra(ctx: Context) -> dict   # optional: more inputs of the cache key
                                           # (source data digest, registry baseline, sample)
 
-Ops never touch the cache: the step function (runtime/step.py) computes the key,
+An op's version and the libraries whose versions shape its output are listed in
+`runtime/keys.py` (OPS), so a fully cached run imports no op.  Ops never touch the cache: the step function (runtime/step.py) computes the key,
 loads inputs, calls `run`, stores the output and writes the entry.
 """
 

@@ -1,0 +1,24 @@
+"""Train: fit the model's estimator on the training rows of its table.
+
+With `split` those are the rows the shared split function does not hold out
+(Evaluate scores exactly the others); with `cv` every row.
+"""
+
+from __future__ import annotations
+
+from . import _modeling as M
+from .base import Context, Output
+
+
+
+def run(ctx: Context) -> Output:
+    node = ctx.node
+    table = ctx.load("table")
+    y = M.labels(table, node.target, node.task)
+    fit_rows, _ = M.split(y, node.evaluation)
+    X = M.matrix(table, node.features)
+    if len(fit_rows) < len(y):
+        X, y = X[fit_rows], y[fit_rows]
+    model = M.fit(M.estimator(node), X, y, node.name)
+    ctx.log(f"fitted {node.estimator} on {len(y):,} rows x {X.shape[1]} features")
+    return Output(model, rows=len(y))
