@@ -71,9 +71,12 @@ def resolve_names(graph: ir.Graph, names: tuple[str, ...], what: str) -> list[st
     out = []
     for name in names:
         matches = [name] if name in ids else [n.id for n in graph.nodes if n.name == name]
-        if len(matches) != 1:
-            hint = suggest(name, ids) if not matches else f"ambiguous: {', '.join(matches)}; use the id"
-            raise RunError("E0808", f"{what} '{name}' is not a node of pipeline {graph.pipeline}", hint)
+        if len(matches) > 1:
+            raise RunError("E0808", f"{what} '{name}' names {len(matches)} nodes: {', '.join(matches)}",
+                           "use the node id")
+        if not matches:
+            raise RunError("E0808", f"{what} '{name}' is not a node of pipeline {graph.pipeline}",
+                           suggest(name, ids))
         out.extend(matches)
     return out
 

@@ -394,3 +394,11 @@ def test_card_escapes_hostile_spec_text():
         widths = {len(re.findall(r"(?<!\\)\|", row)) for row in rows}
         assert len(widths) == 1, rows
     assert '| `roc_auc >= params.min_auc or "\\|" == "\\|"` | 0.8123 |' in text
+
+
+def test_shadow_without_steps_mirrors_all_traffic_once(tmp_path):
+    sim = Sim(tmp_path)
+    out, _ = simulate(sim, spec(strategy="shadow", steps="[]"))
+    (step,) = full(out)["steps"]
+    assert step["traffic"] == 100.0 and step["requests"] == 200
+    assert full(out)["outcome"] == "shadowed" and sim.in_production() == sim.production

@@ -316,3 +316,41 @@ def test_only_runs_the_node_and_what_it_reads(tmp_path):
     assert by_id["feature.customer_plans"].status == "done"
     assert by_id["source.customers"].status == "done"
     assert "rollout.churn_gbm" in by_id
+
+
+def test_the_demand_example_runs_then_is_fully_cached(tmp_path):
+    spec = fresh_copy(tmp_path, "demand") / "pipeline.yaml"
+    report, first, graph = run(spec)
+    assert report.exit_code == 0, [(r.id, r.reason) for r in report.results if not r.ok]
+    assert set(statuses(first).values()) == {"done"} and len(first) == len(graph.nodes) == 22
+    assert first["rollout.demand_gbm"].summary["outcome"] == "promoted"
+    assert first["rollout.demand_ridge"].summary["outcome"] == "shadowed"
+    report, second, _ = run(spec)
+    assert set(statuses(second).values()) == {"cached"}
+    assert {k: r.digest for k, r in first.items()} == {k: r.digest for k, r in second.items()}
+    registry = Registry(Store(str(spec.parent / ".pipespec")))
+    assert registry.production("retail-demand", "demand_gbm")["digest"] == first["train.demand_gbm"].digest
+    assert registry.production("retail-demand", "demand_ridge") is None  # shadow never promotes
+
+
+def test_an_ambiguous_name_asks_for_the_id(churn_runs):
+    out = cli("show", churn_runs[0], "churn_gbm")
+    assert out.exit_code == 2
+    assert "names 3 nodes: train.churn_gbm, evaluate.churn_gbm, rollout.churn_gbm" in out.output
+
+
+def test_show_prints_a_table_head_metrics_and_the_model_card(churn_runs):
+    spec = churn_runs[0]
+    table = cli("show", spec, "usage_recent", "--rows", "2")
+    assert table.exit_code == 0 and "773 rows, 8 columns" in table.output and "customer_id" in table.output
+    metrics = json.loads(cli("show", spec, "evaluate.churn_gbm").output)
+    assert metrics["metrics"]["roc_auc"] > 0.75
+    card = cli("show", spec, "train.churn_gbm").output
+    assert card.startswith("# Model card: `churn_gbm`") and "## Data lineage" in card
+
+
+def test_runs_lists_both_runs_newest_first(churn_runs):
+    out = cli("runs", churn_runs[0])
+    lines = out.output.strip().splitlines()
+    assert len(lines) >= 2 and "0 ran, 11 cached" in lines[0] and "11 ran, 0 cached" in lines[-1]
+    assert "churn_gbm.roc_auc=" in lines[0]

@@ -265,6 +265,8 @@ def _rolls_back(node: ir.Rollout, report: dict) -> bool:
 def _steps(node: ir.Rollout) -> tuple[ir.Step, ...]:
     if node.strategy == "blue_green":  # one check of all traffic, after its hold if any
         return (ir.Step(traffic=100.0, hold_seconds=node.steps[0].hold_seconds if node.steps else None),)
+    if node.strategy == "shadow" and not node.steps:  # no steps: mirror all traffic once
+        return (ir.Step(traffic=100.0),)
     return node.steps
 
 
