@@ -8,6 +8,7 @@ runs (and is cached).  The run record is written at the end, even after failures
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -132,21 +133,35 @@ def execute(graph: ir.Graph, store, root: str, options: RunOptions, reporter: Re
     return report
 
 
+def slots(node: ir.Node, jobs: int) -> int:
+    """How many of the `jobs` slots a node takes: its `resources.cpus`, rounded up, at most all."""
+    cpus = node.resources.cpus if node.resources and node.resources.cpus else 1
+    return max(1, min(jobs, math.ceil(cpus)))
+
+
 def _schedule(graph: ir.Graph, runner: Runner, order: list[str], jobs: int, reporter: Reporter) -> None:
-    g = graph.graph
-    waiting = {n: {p for p in g.predecessors(n) if p in order} for n in order}
+    """Start every ready node that fits in the free slots, in topological order; wait for one
+    to finish; repeat."""
+    inputs = {n: {p.node for p in graph.node(n).inputs if p.node in order} for n in order}
+    waiting = dict(inputs)
     running: dict[Future, str] = {}
+    free = jobs
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="pipespec") as pool:
         try:
             while waiting or running:
                 for node_id in [n for n in order if n in waiting and not waiting[n]]:
-                    del waiting[node_id]
                     blocked = runner.blocked(node_id)
                     if blocked:
+                        del waiting[node_id]
                         runner.results[node_id] = blocked
                         reporter.finish(blocked)
                         _release(waiting, node_id)
                         continue
+                    need = slots(graph.node(node_id), jobs)
+                    if need > free:
+                        continue
+                    del waiting[node_id]
+                    free -= need
                     reporter.start(node_id)
                     running[pool.submit(runner.run, node_id)] = node_id
                 if not running:
@@ -155,6 +170,7 @@ def _schedule(graph: ir.Graph, runner: Runner, order: list[str], jobs: int, repo
                 for future in done:
                     node_id = running.pop(future)
                     future.result()
+                    free += slots(graph.node(node_id), jobs)
                     reporter.finish(runner.results[node_id])
                     _release(waiting, node_id)
         except KeyboardInterrupt:

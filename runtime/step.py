@@ -123,19 +123,26 @@ class Runner:
         return NodeResult(node_id, node.kind, "missing", key=key, components=parts)
 
     def run(self, node_id: str) -> NodeResult:
+        """Run (or reuse) one node; a failure is retried `retries` times, as orchestrators do."""
         node = self.graph.node(node_id)
         started = time.perf_counter()
-        try:
-            result = self._run(node)
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes a reported result
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            error = map_exception(exc, _what(node))
-            result = NodeResult(node_id, node.kind, FAILED, error=error.diagnostic(node.span),
-                                reason=error.message)
+        attempts = 1 + (node.retries or 0)
+        for attempt in range(1, attempts + 1):
+            result = self._attempt(node)
+            if result.status != FAILED or attempt == attempts:
+                break
+            self.log(node_id, f"attempt {attempt} of {attempts} failed ({result.error.code}): retrying")
         result.seconds = time.perf_counter() - started
         self.results[node_id] = result
         return result
+
+    def _attempt(self, node: ir.Node) -> NodeResult:
+        try:
+            return self._run(node)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a reported result
+            error = map_exception(exc, _what(node))
+            return NodeResult(node.id, node.kind, FAILED, error=error.diagnostic(node.span),
+                              reason=error.message)
 
     def _run(self, node: ir.Node) -> NodeResult:
         digests = self.input_digests(node)

@@ -1,0 +1,106 @@
+"""The local executor's scheduling: retries, resource slots, parallel independent nodes."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from pipespec.compiler.lower import compile_file
+from pipespec.runtime.executor import RunOptions, execute
+from pipespec.runtime.ops import transform
+from pipespec.runtime.progress import Reporter
+from pipespec.runtime.store import Store
+
+SPEC = """pipespec: 1
+pipeline: sched
+sources:
+  d: {{format: csv, path: d.csv, schema: {{a: int64, b: float64}}}}
+features:
+  f1:
+    from: d
+    columns: {{c: a + 1}}
+    retries: {retries}
+    resources: {{cpus: {cpus}}}
+  f2:
+    from: d
+    columns: {{e: b * 2}}
+"""
+
+
+def setup(tmp_path, retries=0, cpus=1):
+    (tmp_path / "d.csv").write_text("a,b\n1,2.5\n2,3.5\n")
+    spec = tmp_path / "p.yaml"
+    spec.write_text(SPEC.format(retries=retries, cpus=cpus))
+    return compile_file(str(spec), []).ir
+
+
+def go(tmp_path, graph, jobs=2, log=None):
+    reporter = Reporter(open(os.devnull, "w"))
+    if log is not None:
+        reporter.log = lambda node, line: log.append((node, line))
+    report = execute(graph, Store(str(tmp_path / "store")), str(tmp_path), RunOptions(jobs=jobs), reporter)
+    return {r.id: r for r in report.results}
+
+
+def flaky(monkeypatch, failures: int):
+    calls = []
+    real = transform.run
+
+    def run(ctx):
+        if ctx.node.name == "f1":
+            calls.append(1)
+            if len(calls) <= failures:
+                raise RuntimeError("transient")
+        return real(ctx)
+
+    monkeypatch.setattr(transform, "run", run)
+    return calls
+
+
+def test_a_failed_node_is_retried_as_often_as_the_spec_says(tmp_path, monkeypatch):
+    calls = flaky(monkeypatch, failures=2)
+    log = []
+    results = go(tmp_path, setup(tmp_path, retries=2), log=log)
+    assert results["feature.f1"].status == "done" and len(calls) == 3
+    assert [line for node, line in log if "retrying" in line] == [
+        "attempt 1 of 3 failed (E0806): retrying", "attempt 2 of 3 failed (E0806): retrying"]
+
+
+def test_retries_run_out(tmp_path, monkeypatch):
+    calls = flaky(monkeypatch, failures=5)
+    results = go(tmp_path, setup(tmp_path, retries=1))
+    assert results["feature.f1"].status == "failed" and len(calls) == 2
+    assert results["feature.f1"].error.code == "E0806"
+    assert results["feature.f2"].status == "done"
+
+
+def concurrency(monkeypatch) -> list[int]:
+    active, peaks, lock = [0], [], threading.Lock()
+    real = transform.run
+
+    def run(ctx):
+        with lock:
+            active[0] += 1
+            peaks.append(active[0])
+        time.sleep(0.3)
+        try:
+            return real(ctx)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(transform, "run", run)
+    return peaks
+
+
+def test_independent_nodes_run_in_parallel(tmp_path, monkeypatch):
+    peaks = concurrency(monkeypatch)
+    go(tmp_path, setup(tmp_path), jobs=2)
+    assert max(peaks) == 2
+
+
+def test_a_node_that_needs_every_cpu_runs_alone(tmp_path, monkeypatch):
+    peaks = concurrency(monkeypatch)
+    results = go(tmp_path, setup(tmp_path, cpus=2), jobs=2)
+    assert max(peaks) == 1 and {r.status for r in results.values()} == {"done"}
