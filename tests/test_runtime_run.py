@@ -59,7 +59,7 @@ def downstream_of(graph, nodes) -> set[str]:
     return out
 
 
-def cli(*args) -> "click.testing.Result":
+def cli(*args):
     return CliRunner().invoke(main, list(map(str, args)), catch_exceptions=False)
 
 

@@ -198,3 +198,24 @@ def test_gc_grace_period_protects_fresh_files(tmp_path):
     store.put(b"orphan")
     out = maintenance.gc(store, keep_runs=1, grace_seconds=3600)
     assert out.objects == [] and len(list(store.iter_objects())) == 1
+
+
+def test_a_run_on_an_fsspec_store_url_caches_there(tmp_path, monkeypatch):
+    """Any fsspec URL works as the store (memory:// here: the same code path as s3://)."""
+    from pipespec.compiler.lower import compile_file
+    from pipespec.runtime.executor import RunOptions, execute
+    from pipespec.runtime.progress import Reporter
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # the stat cache of a remote store
+    spec = copy_churn(tmp_path)
+    graph = compile_file(str(spec), []).ir
+    url = f"memory://pipespec-test-{os.getpid()}/store"
+    quiet = Reporter(open(os.devnull, "w"))
+    first = execute(graph, Store(url), str(spec.parent), RunOptions(jobs=2), quiet)
+    assert first.exit_code == 0 and {r.status for r in first.results} == {"done"}
+    second = execute(graph, Store(url), str(spec.parent), RunOptions(jobs=2), quiet)
+    assert {r.status for r in second.results} == {"cached"}
+    store = Store(url)
+    assert not store.local and maintenance.verify(store) == []
+    assert not (spec.parent / ".pipespec").exists()
+    assert Registry(store).production("telecom-churn", "churn_gbm") is not None
