@@ -12,7 +12,7 @@ import math
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import networkx as nx
 
@@ -26,7 +26,7 @@ from .progress import Reporter
 from .registry import Registry
 from .step import NodeResult, Runner
 
-EXIT_OK, EXIT_FAILED, EXIT_GATE, EXIT_ROLLED_BACK = 0, 1, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_GATE, EXIT_ROLLED_BACK, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
 
 
 @dataclass
@@ -36,7 +36,6 @@ class RunOptions:
     force: tuple[str, ...] = ()
     sample: Sample | None = None
     hold: bool = False
-    params: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -47,9 +46,12 @@ class RunReport:
     seconds: float
     sample: Sample | None
     record_path: str | None = None
+    interrupted: bool = False
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         statuses = {r.status for r in self.results}
         if "failed" in statuses:
             return EXIT_FAILED
@@ -62,7 +64,7 @@ class RunReport:
     @property
     def status(self) -> str:
         return {EXIT_OK: "ok", EXIT_FAILED: "failed", EXIT_GATE: "gate_failed",
-                EXIT_ROLLED_BACK: "rolled_back"}[self.exit_code]
+                EXIT_ROLLED_BACK: "rolled_back", EXIT_INTERRUPTED: "interrupted"}[self.exit_code]
 
 
 def resolve_names(graph: ir.Graph, names: tuple[str, ...], what: str) -> list[str]:
@@ -119,8 +121,11 @@ def execute(graph: ir.Graph, store, root: str, options: RunOptions, reporter: Re
     run_id = records.new_run_id()
     reporter.begin(graph.pipeline, order, "sample run" if options.sample else "run")
     started = time.perf_counter()
+    interrupted = False
     try:
         _schedule(graph, runner, order, options.jobs or os.cpu_count() or 1, reporter)
+    except KeyboardInterrupt:  # nodes already running finished (their writes are atomic)
+        interrupted = True
     finally:
         reporter.end()
     try:
@@ -128,7 +133,8 @@ def execute(graph: ir.Graph, store, root: str, options: RunOptions, reporter: Re
     except RunError as exc:
         reporter.log("cards", f"model cards not written: {exc.message}")
     results = [runner.results[n] for n in order if n in runner.results]
-    report = RunReport(run_id, graph.pipeline, results, time.perf_counter() - started, options.sample)
+    report = RunReport(run_id, graph.pipeline, results, time.perf_counter() - started, options.sample,
+                       interrupted=interrupted)
     report.record_path = records.write(store, graph, report, options)
     return report
 
@@ -174,8 +180,12 @@ def _schedule(graph: ir.Graph, runner: Runner, order: list[str], jobs: int, repo
                     reporter.finish(runner.results[node_id])
                     _release(waiting, node_id)
         except KeyboardInterrupt:
-            for future in running:
-                future.cancel()
+            reporter.log("run", f"interrupted: letting {len(running)} running node(s) finish, "
+                                "starting no more")
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future, node_id in running.items():
+                if future.done() and not future.cancelled():
+                    reporter.finish(runner.results[node_id])
             raise
 
 

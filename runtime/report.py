@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .hashing import short
 
-_EXIT_WORDS = {0: "succeeded", 1: "FAILED", 3: "stopped by a failed gate", 4: "rolled back"}
+_EXIT_WORDS = {0: "succeeded", 1: "FAILED", 3: "stopped by a failed gate", 4: "rolled back",
+               130: "INTERRUPTED"}
 
 
 def run_summary(report, sources: dict[str, str] | None = None) -> str:

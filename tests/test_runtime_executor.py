@@ -104,3 +104,20 @@ def test_a_node_that_needs_every_cpu_runs_alone(tmp_path, monkeypatch):
     peaks = concurrency(monkeypatch)
     results = go(tmp_path, setup(tmp_path, cpus=2), jobs=2)
     assert max(peaks) == 1 and {r.status for r in results.values()} == {"done"}
+
+
+def test_ctrl_c_stops_starting_nodes_and_records_an_interrupted_run(tmp_path, monkeypatch):
+    from pipespec.runtime import maintenance, records
+
+    def interrupt(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(transform, "run", interrupt)
+    graph = setup(tmp_path)
+    store = Store(str(tmp_path / "store"))
+    report = execute(graph, store, str(tmp_path), RunOptions(jobs=1), Reporter(open(os.devnull, "w")))
+    assert report.exit_code == 130 and report.status == "interrupted"
+    (record,) = records.latest(store, "sched", 5)
+    assert record["status"] == "interrupted"
+    assert {n["id"] for n in record["nodes"]} == {"source.d"}  # nothing after the interrupt started
+    assert maintenance.verify(store) == []
