@@ -121,3 +121,21 @@ def test_ctrl_c_stops_starting_nodes_and_records_an_interrupted_run(tmp_path, mo
     assert record["status"] == "interrupted"
     assert {n["id"] for n in record["nodes"]} == {"source.d"}  # nothing after the interrupt started
     assert maintenance.verify(store) == []
+
+
+def test_the_live_progress_table_shows_every_node_with_status_and_rows(tmp_path):
+    import io
+
+    from pipespec.runtime.progress import LiveReporter, reporter_for
+
+    graph = setup(tmp_path)
+    stream = io.StringIO()
+    reporter = reporter_for(stream, live=True)
+    assert isinstance(reporter, LiveReporter)
+    report = execute(graph, Store(str(tmp_path / "store")), str(tmp_path), RunOptions(jobs=2), reporter)
+    assert report.exit_code == 0
+    text = stream.getvalue()
+    for node in ("source.d", "feature.f1", "feature.f2"):
+        assert node in text
+    assert "done" in text and "2" in text
+    assert isinstance(reporter_for(io.StringIO()), Reporter)  # not a terminal: plain lines
