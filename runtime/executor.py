@@ -13,6 +13,7 @@ import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Callable
 
 import networkx as nx
 
@@ -108,9 +109,20 @@ def sample_store(store, sample: Sample | None):
     return store if sample is None else store.namespace(f"sample-{sample.rows}-seed{sample.seed}")
 
 
-def execute(graph: ir.Graph, store, root: str, options: RunOptions, reporter: Reporter) -> RunReport:
+Scheduler = Callable[[ir.Graph, Runner, list[str], int, Reporter], None]
+
+
+def execute(graph: ir.Graph, store, root: str, options: RunOptions, reporter: Reporter,
+            schedule: Scheduler | None = None) -> RunReport:
     """Run the selected nodes; `store` is the main store (samples use a namespace of it,
-    and read its registry without writing it)."""
+    and read its registry without writing it).
+
+    `schedule(graph, runner, order, jobs, reporter)` runs the nodes of `order` and fills
+    `runner.results` (calling `reporter.start/finish`); the default is a local thread pool,
+    other executors (Ray) pass their own and share everything else: selection, reporting,
+    model cards and the run record.
+    """
+    schedule = schedule or schedule_threads
     selected = select(graph, options.only)
     force = frozenset(resolve_names(graph, options.force, "--force"))
     registry = Registry(store, read_only=options.sample is not None)
@@ -123,7 +135,7 @@ def execute(graph: ir.Graph, store, root: str, options: RunOptions, reporter: Re
     started = time.perf_counter()
     interrupted = False
     try:
-        _schedule(graph, runner, order, options.jobs or os.cpu_count() or 1, reporter)
+        schedule(graph, runner, order, options.jobs or os.cpu_count() or 1, reporter)
     except KeyboardInterrupt:  # nodes already running finished (their writes are atomic)
         interrupted = True
     finally:
@@ -145,7 +157,7 @@ def slots(node: ir.Node, jobs: int) -> int:
     return max(1, min(jobs, math.ceil(cpus)))
 
 
-def _schedule(graph: ir.Graph, runner: Runner, order: list[str], jobs: int, reporter: Reporter) -> None:
+def schedule_threads(graph: ir.Graph, runner: Runner, order: list[str], jobs: int, reporter: Reporter) -> None:
     """Start every ready node that fits in the free slots, in topological order; wait for one
     to finish; repeat."""
     inputs = {n: {p.node for p in graph.node(n).inputs if p.node in order} for n in order}
