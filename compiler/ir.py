@@ -1,7 +1,8 @@
 """The typed, immutable IR graph that every runtime step and target consumes.
 
 Nodes are frozen dataclasses with typed input ports and one typed output.  The
-graph is a networkx DiGraph built from the nodes' inputs.  `to_json` is the
+graph is a networkx DiGraph built from the nodes' inputs on first use (`Graph.graph`;
+networkx costs ~0.1 s to import, which a fully cached run does not pay).  `to_json` is the
 canonical form (sorted keys, no timestamps, no absolute paths) and
 `from_json(to_json(g)) == g`.  A node's fingerprint hashes its definition
 without its name, position or upstream ids, so formatting and renames upstream
@@ -16,12 +17,13 @@ import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import expr as E
 from .diagnostics import Span
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 SCHEMA_VERSION = 1
 FINGERPRINT_VERSION = 1
@@ -340,24 +342,32 @@ class Graph:
     params: tuple[tuple[str, Any], ...] = ()
     targets: str = "{}"  # canonical JSON of the validated `targets:` options
     source_file: str | None = None
-    _graph: nx.DiGraph = field(default=None, compare=False, repr=False)
-    _by_id: dict = field(default=None, compare=False, repr=False)
+    _graph: nx.DiGraph | None = field(default=None, init=False, compare=False, repr=False)
+    _by_id: dict = field(default=None, init=False, compare=False, repr=False)
+    _edges: dict = field(default=None, init=False, compare=False, repr=False)  # (from, to) -> role
+    _down: dict = field(default=None, init=False, compare=False, repr=False)  # id -> readers
 
     def __post_init__(self):
-        g = nx.DiGraph()
-        by_id = {}
-        for n in self.nodes:
-            g.add_node(n.id)
-            by_id[n.id] = n
+        by_id = {n.id: n for n in self.nodes}
+        edges: dict[tuple[str, str], str] = {}
+        down: dict[str, set[str]] = {}
         for n in self.nodes:
             for i in n.inputs:
-                g.add_edge(i.node, n.id, role=i.role)
-        object.__setattr__(self, "_graph", nx.freeze(g))
+                edges[(i.node, n.id)] = i.role  # as a DiGraph: one edge per pair, the last role wins
+                down.setdefault(i.node, set()).add(n.id)
         object.__setattr__(self, "_by_id", by_id)
+        object.__setattr__(self, "_edges", edges)
+        object.__setattr__(self, "_down", down)
 
     @property
     def graph(self) -> nx.DiGraph:
         """The (frozen) networkx graph; node keys are node ids, edges carry the input role."""
+        if self._graph is None:
+            import networkx as nx
+            g = nx.DiGraph()
+            g.add_nodes_from(n.id for n in self.nodes)
+            g.add_edges_from((u, v, {"role": role}) for (u, v), role in self._edges.items())
+            object.__setattr__(self, "_graph", nx.freeze(g))
         return self._graph
 
     def node(self, node_id: str) -> Node:
@@ -370,13 +380,31 @@ class Graph:
         return len(self.nodes)
 
     def upstream(self, node_id: str) -> list[Node]:
-        return [self._by_id[n] for n in sorted(self._graph.predecessors(node_id))]
+        return [self._by_id[n] for n in sorted({i.node for i in self._by_id[node_id].inputs})]
 
     def downstream(self, node_id: str) -> list[Node]:
-        return [self._by_id[n] for n in sorted(self._graph.successors(node_id))]
+        return [self._by_id[n] for n in sorted(self._down.get(node_id, ()))]
 
     def edges(self) -> list[tuple[str, str, str]]:
-        return sorted((u, v, d["role"]) for u, v, d in self._graph.edges(data=True))
+        return sorted((u, v, role) for (u, v), role in self._edges.items())
+
+    def ancestors(self, node_id: str) -> set[str]:
+        """Ids of every node `node_id` reads from, directly or not (nx.ancestors without networkx)."""
+        return self._reachable(node_id, lambda n: (i.node for i in self._by_id[n].inputs))
+
+    def descendants(self, node_id: str) -> set[str]:
+        """Ids of every node that reads `node_id`, directly or not."""
+        return self._reachable(node_id, lambda n: self._down.get(n, ()))
+
+    def _reachable(self, node_id: str, step) -> set[str]:
+        seen: set[str] = set()
+        todo = [node_id]
+        while todo:
+            for other in step(todo.pop()):
+                if other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        return seen
 
     def to_data(self) -> dict:
         memo: dict = {}

@@ -28,11 +28,46 @@ _SAMPLE = click.option("--sample", type=click.IntRange(min=1), metavar="N",
 _SEED = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --sample draw.")
 
 
-def _open(spec: str, params, fmt: str, store_url: str | None):
+_NO_COMPILE_CACHE = click.option("--no-compile-cache", "no_cache", is_flag=True,
+                                 help="Compile SPEC even when the compile cache has it (see `pipespec check`, "
+                                      "which always compiles).")
+
+
+def _open(spec: str, params, fmt: str, store_url: str | None, cache: bool = True):
+    """The compiled spec (from the compile cache when allowed), the store and the spec's directory."""
+    from pipespec.runtime.errors import RunError
     from pipespec.runtime.store import Store
-    result = _compile(spec, params, fmt)
     root = os.path.dirname(os.path.abspath(spec))
-    return result, Store(store_url or os.path.join(root, ".pipespec")), root
+    try:
+        store = Store(store_url or os.path.join(root, ".pipespec"))
+    except RunError as exc:
+        _compile(spec, params, fmt)  # the spec's own errors first
+        _fail(exc, fmt)
+    result = _compile_cached(spec, params, fmt, store) if cache else _compile(spec, params, fmt)
+    return result, store, root
+
+
+def _compile_cached(spec: str, params, fmt: str, store):
+    """`_compile` through the compile cache: a hit prints the stored warnings exactly as the
+    compile did and imports none of the compiler's front end."""
+    import time
+
+    from pipespec.runtime.compiled import CompileCache, location
+    cache = CompileCache(location(store))
+    hit = cache.get(spec, params)
+    if hit is None:
+        started = time.time_ns()
+        result = _compile(spec, params, fmt)
+        cache.put(spec, params, result, started)
+        return result
+    if hit.diagnostics:
+        from pipespec.compiler.diagnostics import render_json, render_text
+        if fmt == "json":
+            click.echo(render_json(hit.diagnostics), err=True)
+        else:
+            color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
+            click.echo(render_text(hit.diagnostics, {hit.file: hit.text}, color), err=True)
+    return hit
 
 
 def _options(params, jobs=0, only=(), force=(), sample=None, seed=0, hold=False):
@@ -65,18 +100,20 @@ def _fail(exc, fmt: str) -> None:
               help="Wait out each rollout step's `hold` in real time (default: the replay stands in).")
 @click.option("--progress/--no-progress", default=None,
               help="Live progress table (default: when stderr is a terminal).")
+@_NO_COMPILE_CACHE
 @_FORMAT
-def run(spec, params, store_url, jobs, only, force, sample, seed, hold, progress, fmt):
+def run(spec, params, store_url, jobs, only, force, sample, seed, hold, progress, no_cache, fmt):
     """Run SPEC locally: every node cached by content hash.
 
-    Exit codes: 0 success, 1 a node failed, 3 a gate failed, 4 a rollout rolled back.
+    Exit codes: 0 success, 1 a node failed, 3 a gate failed, 4 a rollout rolled back,
+    130 interrupted.
     """
     from pipespec.runtime.errors import RunError
     from pipespec.runtime.executor import execute
     from pipespec.runtime.progress import reporter_for
     from pipespec.runtime.report import run_summary
 
-    result, store, root = _open(spec, params, fmt, store_url)
+    result, store, root = _open(spec, params, fmt, store_url, cache=not no_cache)
     options = _options(params, jobs or 0, only, force, sample, seed, hold)
     reporter = reporter_for(sys.stderr, progress if fmt == "text" else False)
     try:
@@ -88,7 +125,7 @@ def run(spec, params, store_url, jobs, only, force, sample, seed, hold, progress
                                "record": report.record_path, "nodes": [r.to_json() for r in report.results]},
                               sort_keys=True, indent=2))
     else:
-        click.echo(run_summary(report, {result.file: result.text or ""}))
+        click.echo(run_summary(report, {result.ir.source_file or result.file: result.text or ""}))
     sys.exit(report.exit_code)
 
 
@@ -100,14 +137,15 @@ def run(spec, params, store_url, jobs, only, force, sample, seed, hold, progress
 @_FORCE
 @_SAMPLE
 @_SEED
+@_NO_COMPILE_CACHE
 @_FORMAT
-def plan(spec, params, store_url, only, force, sample, seed, fmt):
+def plan(spec, params, store_url, only, force, sample, seed, no_cache, fmt):
     """Show what `run` would do and why, without running anything (reads only source file stats and hashes)."""
     from pipespec.runtime.errors import RunError
     from pipespec.runtime.plan import plan as make_plan
     from pipespec.runtime.report import plan_text
 
-    result, store, root = _open(spec, params, fmt, store_url)
+    result, store, root = _open(spec, params, fmt, store_url, cache=not no_cache)
     options = _options(params, only=only, force=force, sample=sample, seed=seed)
     try:
         items = make_plan(result.ir, store, root, options)

@@ -1,17 +1,21 @@
 """How each kind of node output is stored: tables as Arrow IPC (zstd), models with
 skops, metrics and decisions as canonical JSON.  Encoding is deterministic, so the
-same value gives the same digest on every target."""
+same value gives the same digest on every target.
+
+pyarrow is imported only to encode or decode a table: a fully cached run reads
+JSON artifacts at most, and pyarrow costs ~0.1 s to import."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from pipespec.compiler import ir
 
 from .hashing import canonical_json
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TABLE, MODEL, JSON = "arrow", "skops", "json"
 
@@ -42,15 +46,15 @@ def decode(fmt: str, data: bytes) -> Any:
     return json.loads(data)
 
 
-_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
-
-
 def encode_table(table: pa.Table) -> memoryview:
+    import pyarrow as pa
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema, options=_IPC_OPTIONS) as writer:
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_file(sink, table.schema, options=options) as writer:
         writer.write_table(table, max_chunksize=1 << 20)
     return memoryview(sink.getvalue())
 
 
 def decode_table(data: bytes) -> pa.Table:
+    import pyarrow as pa
     return pa.ipc.open_file(pa.py_buffer(data)).read_all()

@@ -15,8 +15,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable
 
-import networkx as nx
-
 from pipespec.compiler import ir
 
 from . import records
@@ -87,20 +85,19 @@ def resolve_names(graph: ir.Graph, names: tuple[str, ...], what: str) -> list[st
 
 def select(graph: ir.Graph, only: tuple[str, ...]) -> set[str]:
     """The nodes a run needs: the selection, its `+` closures, and every ancestor it reads."""
-    g = graph.graph
     if not only:
-        return set(g.nodes)
+        return {n.id for n in graph.nodes}
     chosen: set[str] = set()
     for item in only:
         down, up = item.endswith("+"), item.startswith("+")
         (node_id,) = resolve_names(graph, (item.strip("+"),), "--only")
         chosen.add(node_id)
         if down:
-            chosen |= nx.descendants(g, node_id)
+            chosen |= graph.descendants(node_id)
         if up:
-            chosen |= nx.ancestors(g, node_id)
+            chosen |= graph.ancestors(node_id)
     for node_id in list(chosen):
-        chosen |= nx.ancestors(g, node_id)
+        chosen |= graph.ancestors(node_id)
     return chosen
 
 

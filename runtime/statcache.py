@@ -28,11 +28,8 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS stat (
 
 
 def location(store) -> str:
-    """`<store>/state/stat.sqlite` for a local store; the user cache directory otherwise."""
-    if store is not None and getattr(store, "local", False):
-        return store.path("state/stat.sqlite")
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "pipespec", "stat.sqlite")
+    from .store import state_location
+    return state_location(store, "stat.sqlite")
 
 
 class StatCache:

@@ -19,6 +19,7 @@ from pipespec.compiler.diagnostics import Diagnostic
 
 from . import artifacts, keys
 from .errors import RunError, map_exception
+from .keyextra import key_extra
 from .ops import module_for
 from .ops.base import Context, Sample
 
@@ -100,8 +101,7 @@ class Runner:
                        sample=self.sample, hold=self.hold, log=lambda line: self.log(node.id, line))
 
     def key(self, node: ir.Node, ctx: Context) -> tuple[str, dict]:
-        op = module_for(node.kind) if _has_key_extra(node.kind) else None
-        extra = op.key_extra(ctx) if op else {}
+        extra = key_extra(ctx)
         if self.sample is not None and node.kind == "Source":
             extra.setdefault("sample", {"rows": self.sample.rows, "seed": self.sample.seed})
         parts = keys.components(node, ctx.input_digests, extra)
@@ -180,8 +180,7 @@ class Runner:
 
     def resolve(self, node_id: str) -> None:
         """Fill `results` for every ancestor of `node_id` from the cache (fresh-process steps)."""
-        import networkx as nx
-        ancestors = nx.ancestors(self.graph.graph, node_id)
+        ancestors = self.graph.ancestors(node_id)
         for node in self.graph.nodes:
             if node.id in ancestors and node.id not in self.results:
                 result = self.lookup(node.id)
@@ -190,10 +189,6 @@ class Runner:
                                    "result for its current inputs",
                                    f"run {node.id} first (its inputs or the data changed since it ran)")
                 self.results[node.id] = result
-
-
-def _has_key_extra(kind: str) -> bool:
-    return kind in ("Source", "Gate", "Rollout")
 
 
 def _from_entry(node: ir.Node, key: str, parts: dict, entry: dict) -> NodeResult:

@@ -12,6 +12,8 @@ def root() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_color(monkeypatch):
+def _no_color(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("NO_COLOR", "1")
+    # remote stores keep their stat and compile caches under XDG_CACHE_HOME: not in $HOME
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

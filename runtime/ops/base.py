@@ -3,11 +3,11 @@
 An op module (one per IR node kind) defines::
 
     def run(ctx: Context) -> Output
-    def key_extra(ctx: Context) -> dict   # optional: more inputs of the cache key
-                                          # (source data digest, registry baseline, sample)
 
 An op's version and the libraries whose versions shape its output are listed in
-`runtime/keys.py` (OPS), so a fully cached run imports no op.  Ops never touch the cache: the step function (runtime/step.py) computes the key,
+`runtime/keys.py` (OPS), and the other inputs of its cache key (source data digest,
+registry baseline, sample) are computed in `runtime/keyextra.py`, so a fully cached
+run imports no op.  Ops never touch the cache: the step function (runtime/step.py) computes the key,
 loads inputs, calls `run`, stores the output and writes the entry.
 """
 

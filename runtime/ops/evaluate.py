@@ -14,7 +14,6 @@ from collections.abc import Callable
 from functools import cached_property, lru_cache
 from typing import Any
 
-import networkx as nx
 import numpy as np
 from pipespec.compiler import ir
 
@@ -218,7 +217,7 @@ def _classes(y: np.ndarray, task: str) -> dict:
 def register(ctx: Context, train: ir.Train, result: dict) -> dict:
     """Record the model version with what it was trained from and how it scored."""
     graph = ctx.graph
-    sources = {a: ctx.digest_of(a) for a in sorted(nx.ancestors(graph.graph, ctx.node.id))
+    sources = {a: ctx.digest_of(a) for a in sorted(graph.ancestors(ctx.node.id))
                if isinstance(graph.node(a), ir.Source)}
     return ctx.registry.register(
         ctx.pipeline, ctx.node.name, digest=ctx.input_digests["model"], metrics=result["metrics"],

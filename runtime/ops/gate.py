@@ -19,11 +19,13 @@ from pipespec.compiler import expr as E
 from pipespec.compiler.functions import CHECKS
 
 from ..expressions import evaluate_scalar
+from ..keyextra import PRODUCTION, gate_production as production, gated_model as model_name
+from ..keyextra import gate_key as key_extra  # noqa: F401  (the op's key inputs, kept light)
+from ..keyextra import production_metrics as _production_metrics, reads_production
 from .base import Context, Output
 
 
 COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
-PRODUCTION = "production"
 NO_PRODUCTION = "no model in production"
 
 
@@ -38,41 +40,6 @@ def run(ctx: Context) -> Output:
     decision.update(passed=not failed, failed=failed)
     ctx.log(f"{len(checks) - len(failed)} of {len(checks)} checks passed")
     return Output(decision, summary={k: decision[k] for k in ("passed", "failed", "checks")})
-
-
-def key_extra(ctx: Context) -> dict:
-    """The production baseline a model gate compares with: a new one changes the decision."""
-    if ctx.node.subject != "model" or not reads_production(ctx.node.checks):
-        return {}
-    record = production(ctx)
-    return {"production": record["digest"] if record else None}
-
-
-# --- model gates --------------------------------------------------------------------
-
-
-def reads_production(checks) -> bool:
-    return any(_production_metrics(c.expr) for c in checks)
-
-
-def _production_metrics(expr: E.Expr) -> list[str]:
-    return [n.name for n in E.walk(expr) if isinstance(n, E.Qualified) and n.qualifier == PRODUCTION]
-
-
-def model_name(ctx: Context) -> str:
-    """The model whose metrics feed the gate (the Evaluate node `evaluate.<model>`)."""
-    return ctx.graph.node(ctx.node.inputs[0].node).name
-
-
-def production(ctx: Context) -> dict | None:
-    """The registry record the candidate is compared with, looked up once per step."""
-    if PRODUCTION not in ctx.memo:
-        record = None
-        if ctx.registry is not None:
-            candidate = ctx.load("metrics")["model"]
-            record = ctx.registry.production(ctx.pipeline, model_name(ctx), exclude_digest=candidate)
-        ctx.memo[PRODUCTION] = record
-    return ctx.memo[PRODUCTION]
 
 
 def _model_gate(ctx: Context) -> dict:

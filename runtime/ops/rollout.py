@@ -23,6 +23,8 @@ from pipespec.compiler import ir
 from .. import artifacts
 from ..errors import RunError
 from ..expressions import evaluate_scalar
+from ..keyextra import rollout_baseline as _baseline
+from ..keyextra import rollout_key as key_extra  # noqa: F401  (the op's key inputs, kept light)
 from ..registry import version_of
 from . import _modeling as M
 from .base import Context, Output
@@ -33,21 +35,6 @@ PSI_BINS = 10
 PSI_FLOOR = 1e-4  # share given to an empty bin, so the PSI stays finite
 METRICS = ("error_rate", "latency_p50_ms", "latency_p99_ms", "prediction_drift")
 METRIC_TYPES = {m: "float64" for m in METRICS}
-
-
-def key_extra(ctx: Context) -> dict:
-    """The decision depends on the model it is compared against."""
-    record = _baseline(ctx)
-    return {"production": record["digest"] if record else None}
-
-
-def _baseline(ctx: Context) -> dict | None:
-    if ctx.registry is None:
-        return None
-    if "baseline" not in ctx.memo:  # read once, so the key and the run see the same record
-        ctx.memo["baseline"] = ctx.registry.production(
-            ctx.pipeline, ctx.node.model, exclude_digest=ctx.input_digests["model"])
-    return ctx.memo["baseline"]
 
 
 def run(ctx: Context) -> Output:

@@ -21,10 +21,8 @@ import json
 import os
 import re
 import sqlite3
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, Callable
+from contextlib import closing
+from typing import Callable
 from urllib.parse import quote
 
 import numpy as np
@@ -36,35 +34,25 @@ import pyarrow.parquet as pq
 from pipespec.compiler import ir
 from pipespec.compiler.infer import arrow_type_name
 
-from .. import artifacts
 from ..arrowtypes import conform, schema_of
 from ..errors import RunError
-from ..hashing import digest_bytes
-from ..statcache import StatCache, location
+from ..keyextra import SQL_MEMO, Location, locate
+from ..keyextra import source_key as key_extra  # noqa: F401  (the op's key inputs, kept light)
 from .base import Context, Output, Sample
 
 
 _SQLITE = "sqlite:///"
-_MEMO = "source.sql_table"
 
 
 def run(ctx: Context) -> Output:
     node: ir.Source = ctx.node
     if node.format == "sql":
-        table = ctx.memo.pop(_MEMO, None)
+        table = ctx.memo.pop(SQL_MEMO, None)
         table = _query(node, ctx.root) if table is None else table
     else:
-        table = _read_file(node, _locate(node.path, ctx.root))
+        table = _read_file(node, locate(node.path, ctx.root))
     table = sample(table, ctx.sample)
     return Output(table, rows=table.num_rows)
-
-
-def key_extra(ctx: Context) -> dict:
-    """The digest of the source data (and the sample drawn), so changed data means a new key."""
-    extra: dict[str, Any] = {"data": _data_digest(ctx)}
-    if ctx.sample is not None:
-        extra["sample"] = {"rows": ctx.sample.rows, "seed": ctx.sample.seed}
-    return extra
 
 
 def sample(table: pa.Table, spec: Sample | None) -> pa.Table:
@@ -76,83 +64,10 @@ def sample(table: pa.Table, spec: Sample | None) -> pa.Table:
     return table.take(pa.array(rows))
 
 
-def _data_digest(ctx: Context) -> str:
-    node: ir.Source = ctx.node
-    if node.format == "sql":
-        table = ctx.memo[_MEMO] = _query(node, ctx.root)
-        return digest_bytes(artifacts.encode_table(table))
-    where = _locate(node.path, ctx.root)
-    where.check_exists()
-    cache = StatCache(location(ctx.store))
-    if where.remote:
-        return cache.remote_digest(where.fs, where.fs_path, where.path)
-    return cache.file_digest(where.path)
-
-
-# --- where the data is ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Location:
-    """A source path as written (`shown`) and where it resolves: a local path or a URL."""
-
-    shown: str
-    path: str
-    remote: bool
-
-    @cached_property
-    def _remote(self) -> tuple[Any, str]:
-        import fsspec
-        return fsspec.core.url_to_fs(self.path)
-
-    @property
-    def fs(self):
-        return self._remote[0]
-
-    @property
-    def fs_path(self) -> str:
-        return self._remote[1]
-
-    def check_exists(self) -> None:
-        exists = self.fs.exists(self.fs_path) if self.remote else os.path.isfile(self.path)
-        if not exists:
-            raise RunError("E0801",
-                           f"source file {self.shown} does not exist (resolved to {self.path})",
-                           "check `path:` (relative paths start at the spec file's directory)")
-
-    def open(self, decompress: bool = False):
-        """A binary file (Arrow's own when local); `decompress` undoes a `.gz`/`.bz2`/`.zst`
-        suffix, as Arrow's CSV reader does for local paths."""
-        if self.remote:
-            return self.fs.open(self.fs_path, "rb", compression="infer" if decompress else None)
-        return pa.input_stream(self.path) if decompress else pa.OSFile(self.path, "rb")
-
-    @contextmanager
-    def source(self, decompress: bool = False):
-        """What Arrow readers take: the local path (read natively), else an open file."""
-        if not self.remote:
-            yield self.path
-            return
-        with self.open(decompress) as f:
-            yield f
-
-
-def _locate(path: str, root: str) -> _Location:
-    target = path.removeprefix("file://")
-    if "://" in target:
-        return _Location(path, target, True)
-    if os.path.isabs(target):
-        return _Location(path, target, False)
-    base = root.removeprefix("file://")
-    if "://" in base:
-        return _Location(path, base.rstrip("/") + "/" + target, True)
-    return _Location(path, os.path.normpath(os.path.join(os.path.abspath(base), target)), False)
-
-
 # --- files ---------------------------------------------------------------------------
 
 
-def _read_file(node: ir.Source, where: _Location) -> pa.Table:
+def _read_file(node: ir.Source, where: Location) -> pa.Table:
     where.check_exists()
     schema = schema_of(node.output)
     try:
@@ -162,7 +77,7 @@ def _read_file(node: ir.Source, where: _Location) -> pa.Table:
             from None
 
 
-def _read_parquet(where: _Location, schema: pa.Schema) -> pa.Table:
+def _read_parquet(where: Location, schema: pa.Schema) -> pa.Table:
     with where.source() as source:
         parquet = pq.ParquetFile(source)
         present = set(parquet.schema_arrow.names)
@@ -170,7 +85,7 @@ def _read_parquet(where: _Location, schema: pa.Schema) -> pa.Table:
     return conform(table, schema, where.shown)
 
 
-def _read_arrow(where: _Location, schema: pa.Schema) -> pa.Table:
+def _read_arrow(where: Location, schema: pa.Schema) -> pa.Table:
     with where.open() as f:
         is_file = f.read(6) == b"ARROW1"  # the IPC file format's magic; else a stream
         f.seek(0)
@@ -180,7 +95,7 @@ def _read_arrow(where: _Location, schema: pa.Schema) -> pa.Table:
                    schema, where.shown)
 
 
-def _read_csv(where: _Location, schema: pa.Schema) -> pa.Table:
+def _read_csv(where: Location, schema: pa.Schema) -> pa.Table:
     header = set(_csv_header(where))
     present = [f for f in schema if f.name in header]
     try:
@@ -190,7 +105,7 @@ def _read_csv(where: _Location, schema: pa.Schema) -> pa.Table:
     return conform(table, schema, where.shown, exact=False)
 
 
-def _csv_with_types(where: _Location, present: list[pa.Field], types: dict) -> pa.Table:
+def _csv_with_types(where: Location, present: list[pa.Field], types: dict) -> pa.Table:
     options = pcsv.ConvertOptions(column_types=types, include_columns=[f.name for f in present],
                                   null_values=[""], strings_can_be_null=True,
                                   quoted_strings_can_be_null=False)
@@ -198,13 +113,13 @@ def _csv_with_types(where: _Location, present: list[pa.Field], types: dict) -> p
         return pcsv.read_csv(source, convert_options=options)
 
 
-def _csv_header(where: _Location) -> list[str]:
+def _csv_header(where: Location) -> list[str]:
     with where.open(decompress=True) as f:
         text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
         return next(csv.reader(text), [])
 
 
-def _read_jsonl(where: _Location, schema: pa.Schema) -> pa.Table:
+def _read_jsonl(where: Location, schema: pa.Schema) -> pa.Table:
     with where.open(decompress=True) as f:
         data = f.read()
     if not data.strip():
@@ -249,7 +164,7 @@ def _json_key(name: str) -> re.Pattern:
     return re.compile(re.escape(json.dumps(name, ensure_ascii=False).encode()) + rb"\s*:")
 
 
-_READERS: dict[str, Callable[[_Location, pa.Schema], pa.Table]] = {
+_READERS: dict[str, Callable[[Location, pa.Schema], pa.Table]] = {
     "parquet": _read_parquet, "arrow": _read_arrow, "csv": _read_csv, "jsonl": _read_jsonl,
 }
 
@@ -289,7 +204,7 @@ def _sqlite_path(uri: str, root: str) -> str:
         scheme = uri.split("://", 1)[0]
         raise RunError("E0801", f"{scheme} sources are not supported by the local runtime; "
                        "only sqlite:/// databases are", "run on a target that reaches the database")
-    where = _locate(uri[len(_SQLITE):], root)
+    where = locate(uri[len(_SQLITE):], root)
     if where.remote or not os.path.isfile(where.path):
         raise RunError("E0801", f"sqlite database {uri} does not exist (resolved to {where.path})")
     return where.path
