@@ -98,12 +98,17 @@ def _fail(exc, fmt: str) -> None:
 @_SEED
 @click.option("--hold/--no-hold", default=False, show_default=True,
               help="Wait out each rollout step's `hold` in real time (default: the replay stands in).")
+@click.option("--on", "on", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where nodes run: threads in this process, or one Ray task per node.")
+@click.option("--address", metavar="ADDR",
+              help="With --on ray: the Ray cluster (auto, HOST:PORT, ray://HOST:PORT, or local for a Ray "
+                   "started for this run). Default: RAY_ADDRESS, then targets.ray.address, then local.")
 @click.option("--progress/--no-progress", default=None,
               help="Live progress table (default: when stderr is a terminal).")
 @_NO_COMPILE_CACHE
 @_FORMAT
-def run(spec, params, store_url, jobs, only, force, sample, seed, hold, progress, no_cache, fmt):
-    """Run SPEC locally: every node cached by content hash.
+def run(spec, params, store_url, jobs, only, force, sample, seed, hold, on, address, progress, no_cache, fmt):
+    """Run SPEC (locally, or on Ray with --on ray): every node cached by content hash.
 
     Exit codes: 0 success, 1 a node failed, 3 a gate failed, 4 a rollout rolled back,
     130 interrupted.
@@ -116,8 +121,14 @@ def run(spec, params, store_url, jobs, only, force, sample, seed, hold, progress
     result, store, root = _open(spec, params, fmt, store_url, cache=not no_cache)
     options = _options(params, jobs or 0, only, force, sample, seed, hold)
     reporter = reporter_for(sys.stderr, progress if fmt == "text" else False)
+    if address and on != "ray":
+        raise click.UsageError("--address needs --on ray")
+    schedule = None
+    if on == "ray":
+        from pipespec.targets.ray.executor import schedule_for
+        schedule = schedule_for(result.ir, address)
     try:
-        report = execute(result.ir, store, root, options, reporter)
+        report = execute(result.ir, store, root, options, reporter, schedule=schedule)
     except RunError as exc:
         _fail(exc, fmt)
     if fmt == "json":

@@ -28,7 +28,7 @@ def run_summary(report, sources: dict[str, str] | None = None) -> str:
             lines.append(f"gate {r.id} failed:")
             lines.extend(f"  {c}" for c in _check_lines(r.summary))
         elif r.summary.get("outcome"):
-            when = "simulated locally" + (", cached from an earlier run" if r.status == "cached" else "")
+            when = "simulated" + (", cached from an earlier run" if r.status == "cached" else "")
             lines.append(f"{r.id}: {r.summary['outcome']} ({when})"
                          + (f": {r.summary['reason']}" if r.summary.get("reason") else ""))
         elif r.status == "blocked":

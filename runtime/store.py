@@ -93,7 +93,7 @@ class Store:
             if self.local:
                 _atomic_local_write(path, data)
             else:
-                self.fs.pipe_file(path, data)
+                self.fs.pipe_file(path, bytes(data) if isinstance(data, memoryview) else data)
         except OSError as exc:
             from .errors import map_exception
             raise map_exception(exc, f"writing {path}") from None

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import sklearn.utils._openmp_helpers  # noqa: F401 - loads OpenMP now, so `threads` limits apply to it
 import pyarrow.compute as pc
 from pipespec.compiler import ir
 
@@ -108,6 +109,16 @@ def folds(y: np.ndarray, evaluation: ir.Evaluation, task: str) -> Iterator[tuple
     except ValueError as exc:
         raise RunError("E0803", f"cannot make {evaluation.folds} folds of {len(y)} rows: "
                        f"{one_line(exc)}", "use more rows or fewer `cv.folds`") from None
+
+
+def threads(node: ir.Node) -> int:
+    """The native threads a model node fits and scores with: one.
+
+    Some estimators (HistGradientBoosting*) give different models with different thread
+    counts, and scikit-learn caps the count by the machine's physical cores, so any count
+    above one makes the model depend on the machine (and the target).  One thread gives
+    the same model, and the same digest, everywhere; `resources.cpus` still reserves CPUs."""
+    return 1
 
 
 def fit(model: Any, X: np.ndarray, y: np.ndarray, name: str) -> Any:

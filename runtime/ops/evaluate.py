@@ -18,6 +18,8 @@ import numpy as np
 from pipespec.compiler import ir
 
 from ..errors import RunError
+from threadpoolctl import threadpool_limits
+
 from . import _modeling as M
 from .base import Context, Output
 
@@ -169,8 +171,13 @@ def cross_validated(model: Any, X: np.ndarray, y: np.ndarray, train: ir.Train, n
 
 
 def run(ctx: Context) -> Output:
+    train = ctx.graph.node(next(p.node for p in ctx.node.inputs if p.role == "model"))
+    with threadpool_limits(M.threads(train)):
+        return _evaluate(ctx, train)
+
+
+def _evaluate(ctx: Context, train) -> Output:
     node = ctx.node
-    train = ctx.graph.node(next(p.node for p in node.inputs if p.role == "model"))
     table, model = ctx.load("table"), ctx.load("model")
     y = M.labels(table, train.target, train.task)
     X = M.matrix(table, train.features)

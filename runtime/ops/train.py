@@ -6,12 +6,18 @@ With `split` those are the rows the shared split function does not hold out
 
 from __future__ import annotations
 
+from threadpoolctl import threadpool_limits
+
 from . import _modeling as M
 from .base import Context, Output
 
 
-
 def run(ctx: Context) -> Output:
+    with threadpool_limits(M.threads(ctx.node)):
+        return _train(ctx)
+
+
+def _train(ctx: Context) -> Output:
     node = ctx.node
     table = ctx.load("table")
     y = M.labels(table, node.target, node.task)
