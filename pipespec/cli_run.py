@@ -70,7 +70,7 @@ def _compile_cached(spec: str, params, fmt: str, store):
     return hit
 
 
-def _options(params, jobs=0, only=(), force=(), sample=None, seed=0, hold=False):
+def _options(jobs=0, only=(), force=(), sample=None, seed=0, hold=False):
     from pipespec.runtime.executor import RunOptions
     from pipespec.runtime.ops.base import Sample
     return RunOptions(jobs=jobs, only=tuple(only), force=tuple(force), hold=hold,
@@ -119,7 +119,7 @@ def run(spec, params, store_url, jobs, only, force, sample, seed, hold, on, addr
     from pipespec.runtime.report import run_summary
 
     result, store, root = _open(spec, params, fmt, store_url, cache=not no_cache)
-    options = _options(params, jobs or 0, only, force, sample, seed, hold)
+    options = _options(jobs or 0, only, force, sample, seed, hold)
     reporter = reporter_for(sys.stderr, progress if fmt == "text" else False)
     if address and on != "ray":
         raise click.UsageError("--address needs --on ray")
@@ -157,7 +157,7 @@ def plan(spec, params, store_url, only, force, sample, seed, no_cache, fmt):
     from pipespec.runtime.report import plan_text
 
     result, store, root = _open(spec, params, fmt, store_url, cache=not no_cache)
-    options = _options(params, only=only, force=force, sample=sample, seed=seed)
+    options = _options(only=only, force=force, sample=sample, seed=seed)
     try:
         items = make_plan(result.ir, store, root, options)
     except RunError as exc:

@@ -22,8 +22,7 @@ from .finish import write_cards
 from .errors import RunError
 from .ops.base import Sample
 from .progress import Reporter
-from .registry import Registry
-from .step import NodeResult, Runner
+from .step import NodeResult, Runner, open_runner
 
 EXIT_OK, EXIT_FAILED, EXIT_GATE, EXIT_ROLLED_BACK, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
 
@@ -101,11 +100,6 @@ def select(graph: ir.Graph, only: tuple[str, ...]) -> set[str]:
     return chosen
 
 
-def sample_store(store, sample: Sample | None):
-    """Sample runs cache into their own namespace, so they never mix with full runs."""
-    return store if sample is None else store.namespace(f"sample-{sample.rows}-seed{sample.seed}")
-
-
 Scheduler = Callable[[ir.Graph, Runner, list[str], int, Reporter], None]
 
 
@@ -122,10 +116,9 @@ def execute(graph: ir.Graph, store, root: str, options: RunOptions, reporter: Re
     schedule = schedule or schedule_threads
     selected = select(graph, options.only)
     force = frozenset(resolve_names(graph, options.force, "--force"))
-    registry = Registry(store, read_only=options.sample is not None)
-    store = sample_store(store, options.sample)
-    runner = Runner(graph, store, registry, root, sample=options.sample, hold=options.hold,
-                    force=force, log=reporter.log)
+    runner = open_runner(graph, store, root, sample=options.sample, hold=options.hold, force=force,
+                         log=reporter.log)
+    store, registry = runner.store, runner.registry
     order = [n.id for n in graph.nodes if n.id in selected]
     run_id = records.new_run_id()
     reporter.begin(graph.pipeline, order, "sample run" if options.sample else "run")

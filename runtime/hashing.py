@@ -40,5 +40,6 @@ def digest_json(data: Any) -> str:
     return digest_bytes(canonical_json(data).encode())
 
 
-def short(digest: str | None) -> str:
-    return digest[:8] if digest else "none"
+def short(digest) -> str:
+    """The first 8 hex digits, as messages show a digest (other values as themselves)."""
+    return digest[:8] if isinstance(digest, str) else str(digest)

@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from pipespec.compiler import ir
 
-from .hashing import digest_json
+from .hashing import digest_json, short
 
 # kind -> (op version, distributions whose versions affect the output).  Bump an op's
 # version whenever the same inputs would give a different output.  Kept here rather
@@ -59,7 +59,7 @@ def key_of(parts: dict) -> str:
     return digest_json(parts)
 
 
-def explain_change(old: dict | None, new: dict, graph: ir.Graph, node: ir.Node) -> str:
+def explain_change(old: dict | None, new: dict, node: ir.Node) -> str:
     """Why a node's key differs from its last run's, in words (the first reason that applies)."""
     if old is None:
         return "no earlier run of this node"
@@ -68,14 +68,14 @@ def explain_change(old: dict | None, new: dict, graph: ir.Graph, node: ir.Node) 
         before = old.get("inputs", {}).get(role)
         if before != digest:
             upstream = next((i.node for i in node.inputs if i.role == role), role)
-            reasons.append(f"input {upstream} changed ({_short(before)} -> {_short(digest)})")
+            reasons.append(f"input {upstream} changed ({short(before)} -> {short(digest)})")
     if old.get("data") != new.get("data") and "data" in new:
-        reasons.append(f"source {node.name} changed (digest {_short(old.get('data'))} -> {_short(new['data'])})")
+        reasons.append(f"source {node.name} changed (digest {short(old.get('data'))} -> {short(new['data'])})")
     if old.get("sample") != new.get("sample"):
         reasons.append("sample size or seed changed")
     if old.get("production") != new.get("production"):
-        reasons.append(f"the production model changed ({_short(old.get('production'))} -> "
-                       f"{_short(new.get('production'))})")
+        reasons.append(f"the production model changed ({short(old.get('production'))} -> "
+                       f"{short(new.get('production'))})")
     reasons.extend(_param_diff(old.get("params", {}), new.get("params", {})))
     if not reasons and old.get("fingerprint") != new.get("fingerprint"):
         reasons.append("its definition in the spec changed")
@@ -100,6 +100,3 @@ def _param_diff(old: dict, new: dict) -> list[str]:
             out.append(f"param {name} changed ({a!r} -> {b!r})")
     return out
 
-
-def _short(digest) -> str:
-    return digest[:8] if isinstance(digest, str) else str(digest)

@@ -51,7 +51,7 @@ def verify(store, delete: bool = False) -> list[Problem]:
     for digest in store.iter_objects():
         rel = _rel(store, store.object_path(digest))
         try:
-            actual = digest_bytes(store._read(store.object_path(digest)) or b"")
+            actual = digest_bytes(store.read_bytes(rel) or b"")
         except RunError as exc:
             problems.append(Problem(f"object {digest[:12]}…", exc.message, [rel]))
             continue

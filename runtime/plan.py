@@ -14,9 +14,8 @@ from pipespec.compiler import ir
 
 from . import keys, records
 from .errors import map_exception
-from .executor import RunOptions, resolve_names, sample_store, select
-from .registry import Registry
-from .step import BLOCKED, CACHED, NodeResult, Runner
+from .executor import RunOptions, resolve_names, select
+from .step import BLOCKED, CACHED, NodeResult, Runner, open_runner
 
 WILL_RUN = "run"
 
@@ -36,12 +35,9 @@ class PlanItem:
 
 
 def plan(graph: ir.Graph, store, root: str, options: RunOptions) -> list[PlanItem]:
-    registry = Registry(store, read_only=True)
-    store = sample_store(store, options.sample)
     force = set(resolve_names(graph, options.force, "--force"))
-    runner = Runner(graph, store, registry, root, sample=options.sample)
-    previous = records.last_seen(store, graph.pipeline)
-    estimates = _estimates(store, graph.pipeline)
+    runner = open_runner(graph, store, root, sample=options.sample, read_only=True)
+    previous, estimates = records.history(runner.store, graph.pipeline)
     selected = select(graph, options.only)
     items = []
     for node in graph.nodes:
@@ -73,16 +69,8 @@ def _plan_node(runner: Runner, node: ir.Node, previous: dict | None, force: set,
         reason = "forced (--force)"
     else:
         reason = keys.explain_change(previous.get("components") if previous else None, result.components,
-                                     runner.graph, node)
+                                     node)
         if previous and previous.get("key") == result.key:
             reason = "cache entry missing (deleted or garbage-collected)"
     return PlanItem(node.id, node.kind, WILL_RUN, reason, estimate, result.key)
 
-
-def _estimates(store, pipeline: str) -> dict[str, float]:
-    found: dict[str, float] = {}
-    for record in records.latest(store, pipeline, count=20):
-        for node in record.get("nodes", []):
-            if node.get("status") == "done" and node["id"] not in found:
-                found[node["id"]] = node.get("seconds") or 0.0
-    return found

@@ -112,7 +112,7 @@ def _note(result: NodeResult) -> str:
         return "gate failed: " + "; ".join(result.summary.get("failed", []))[:80]
     if result.summary.get("outcome"):
         return str(result.summary["outcome"])
-    return result.reason or "" if result.status in (SKIPPED, BLOCKED) else ""
+    return (result.reason or "") if result.status in (SKIPPED, BLOCKED) else ""
 
 
 def _detail(result: NodeResult) -> str:

@@ -60,11 +60,15 @@ def latest(store, pipeline: str, count: int = 1) -> list[dict]:
     return found
 
 
-def last_seen(store, pipeline: str) -> dict[str, dict]:
-    """node id -> its newest record entry that has a key (for `plan`'s why and estimates)."""
+def history(store, pipeline: str, count: int = 20) -> tuple[dict[str, dict], dict[str, float]]:
+    """From the newest `count` records, one read: node id -> its newest entry with a key
+    (plan's "why"), and node id -> seconds of its newest computed (`done`) run (estimates)."""
     seen: dict[str, dict] = {}
-    for record in latest(store, pipeline, count=20):
+    seconds: dict[str, float] = {}
+    for record in latest(store, pipeline, count):
         for node in record.get("nodes", []):
             if node.get("components") and node["id"] not in seen:
                 seen[node["id"]] = node
-    return seen
+            if node.get("status") == "done" and node["id"] not in seconds:
+                seconds[node["id"]] = node.get("seconds") or 0.0
+    return seen, seconds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .hashing import short
 
 _EXIT_WORDS = {0: "succeeded", 1: "FAILED", 3: "stopped by a failed gate", 4: "rolled back",
                130: "INTERRUPTED"}
@@ -101,6 +100,3 @@ def _count(record: dict, status: str) -> int:
 def _seconds(value: float) -> str:
     return f"{value:.1f}s" if value < 120 else f"{value / 60:.1f}min"
 
-
-def digest_line(digest: str | None) -> str:
-    return short(digest)

@@ -198,3 +198,17 @@ def _from_entry(node: ir.Node, key: str, parts: dict, entry: dict) -> NodeResult
 
 def _what(node: ir.Node) -> str:
     return f"{node.kind.lower()} {node.name}"
+
+
+def sample_store(store, sample: Sample | None):
+    """Sample runs cache into their own namespace, so they never mix with full runs."""
+    return store if sample is None else store.namespace(f"sample-{sample.rows}-seed{sample.seed}")
+
+
+def open_runner(graph: ir.Graph, store, root: str, *, sample: Sample | None = None,
+                read_only: bool = False, **options) -> Runner:
+    """A Runner over the main `store`: a sample run caches into its namespace and reads the
+    main registry without writing it."""
+    from .registry import Registry
+    registry = Registry(store, read_only=read_only or sample is not None)
+    return Runner(graph, sample_store(store, sample), registry, root, sample=sample, **options)

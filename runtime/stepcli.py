@@ -7,10 +7,9 @@ import json
 from pipespec.compiler import ir
 
 from .errors import RunError
-from .executor import EXIT_FAILED, EXIT_GATE, EXIT_OK, sample_store
+from .executor import EXIT_FAILED, EXIT_GATE, EXIT_OK
 from .ops.base import Sample
-from .registry import Registry
-from .step import BLOCKED, Runner
+from .step import BLOCKED, open_runner
 from .store import Store
 
 
@@ -24,9 +23,7 @@ def run_step(graph: ir.Graph, node_id: str, store_url: str, root: str, sample_ro
                                    "error": f"no node {node_id!r} in pipeline {graph.pipeline}"})
     sample = Sample(sample_rows, seed) if sample_rows else None
     try:
-        store = Store(store_url)
-        runner = Runner(graph, sample_store(store, sample), Registry(store, read_only=sample is not None),
-                        root, sample=sample, hold=hold)
+        runner = open_runner(graph, Store(store_url), root, sample=sample, hold=hold)
         runner.resolve(node_id)
     except RunError as exc:
         return EXIT_FAILED, _line({"id": node_id, "status": "failed", "error": exc.message,

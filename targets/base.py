@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,3 +30,14 @@ class Target(Protocol):
     description: str
 
     def compile(self, ir: Graph, options: dict[str, Any]) -> Artifact: ...
+
+
+def literal(value: str | int | float | bool | None) -> str:
+    """The one way a spec value enters generated Python: a one-line literal that
+    `ast.literal_eval` reads back equal (every target's templates go through it)."""
+    if not isinstance(value, (str, int, float, bool, type(None))):
+        raise TypeError(f"not a literal: {type(value).__name__}")
+    text = repr(value)
+    if "\n" in text or ast.literal_eval(text) != value:
+        raise ValueError(f"cannot write {value!r} as a one-line Python literal")
+    return text
