@@ -189,7 +189,8 @@ CODES: dict[str, Code] = {
         node that has not run for the current inputs: run the upstream node first, or the
         whole pipeline."""),
     "E0808": _c("unknown node", """A node named on the command line (`--only`, `--force`,
-        `show`, `step --node`) is not in the pipeline. Nodes are named by id
+        `show`, `step --node`, or a `step --rollout-step` the rollout does not have) is not in
+        the pipeline. Nodes are named by id
         (`feature.churn_features`) or, when unambiguous, by name (`churn_features`)."""),
 }
 

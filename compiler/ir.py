@@ -233,6 +233,18 @@ class Rollout(Node):
     steps: tuple[Step, ...] = ()
     rollback_if: Check | None = None
 
+    def run_steps(self) -> tuple[Step, ...]:
+        """The steps a rollout runs, each checked against `rollback_if` (one task per step
+        on an orchestrator): blue_green is one check of all traffic after its hold, shadow
+        without steps mirrors all traffic once, direct has none."""
+        if self.strategy == "direct":
+            return ()
+        if self.strategy == "blue_green":
+            return (Step(traffic=100.0, hold_seconds=self.steps[0].hold_seconds if self.steps else None),)
+        if self.strategy == "shadow" and not self.steps:
+            return (Step(traffic=100.0),)
+        return self.steps
+
 
 NODE_KINDS = ("Source", "Transform", "Train", "Evaluate", "Gate", "Rollout")
 _CLASS_SET = frozenset(_CLASSES.values())

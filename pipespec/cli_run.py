@@ -170,7 +170,7 @@ def plan(spec, params, store_url, only, force, sample, seed, no_cache, fmt):
 
 
 @main.command()
-@click.argument("ir_json", type=click.Path(exists=True, dir_okay=False, path_type=str))
+@click.argument("ir_json", metavar="IR_JSON")
 @click.option("--node", "node_id", required=True, help="The IR node id to run, e.g. feature.churn_features.")
 @click.option("--store", "store_url", required=True, metavar="DIR|URL", help="The shared store.")
 @click.option("--root", type=str, help="Directory (or URL) relative source paths resolve against "
@@ -178,26 +178,71 @@ def plan(spec, params, store_url, only, force, sample, seed, no_cache, fmt):
 @_SAMPLE
 @_SEED
 @click.option("--hold/--no-hold", default=False, help="Wait out rollout holds in real time.")
-def step(ir_json, node_id, store_url, root, sample, seed, hold):
+@click.option("--rollout-step", type=click.IntRange(min=1), metavar="K",
+              help="Run only step K of a rollout node (its report is kept for the decision).")
+@click.option("--no-retries", is_flag=True,
+              help="One attempt, ignoring the node's `retries` (the orchestrator retries instead).")
+@click.option("--result-file", type=click.Path(dir_okay=False, path_type=str), metavar="PATH",
+              help="Also write the JSON result line to PATH.")
+@click.option("--passed-file", type=click.Path(dir_okay=False, path_type=str), metavar="PATH",
+              help="For a gate: write its verdict, `true` or `false`, to PATH.")
+def step(ir_json, node_id, store_url, root, sample, seed, hold, rollout_step, no_retries, result_file,
+         passed_file):
     """Run exactly one node of an IR in this process (the entry point orchestrators call).
 
-    Upstream results are found in the store by their cache keys.  Idempotent: a node
-    whose entry exists is not run again.  Prints one JSON line (key, digest, status).
-    Exit codes: 0 done or cached, 1 failed, 3 blocked by a failed gate.
+    IR_JSON is a file or an fsspec URL.  Upstream results are found in the store by their
+    cache keys.  Idempotent: a node whose entry exists is not run again.  Prints one JSON
+    line (key, digest, status).  Exit codes: 0 done or cached, 1 failed, 3 blocked by a
+    failed gate, 4 the rollout was rolled back (at this step, with --rollout-step).
     """
-    from pipespec.compiler.ir import Graph
-    from pipespec.runtime.stepcli import run_step
+    from pipespec.runtime.stepcli import line, run_step, verdict
 
-    with open(ir_json, "rb") as fh:
-        try:
-            graph = Graph.from_json(fh.read())
-        except (ValueError, KeyError, TypeError) as exc:
-            click.echo(f"error: {ir_json} is not a pipespec IR file: {exc}", err=True)
-            sys.exit(EXIT_SPEC_ERROR)
-    code, line = run_step(graph, node_id, store_url, root or os.path.dirname(os.path.abspath(ir_json)),
-                          sample, seed, hold)
-    click.echo(line)
+    graph = _read_ir(ir_json)
+    if passed_file and any(n.id == node_id and n.kind != "Gate" for n in graph.nodes):
+        raise click.BadParameter(f"{node_id} is not a gate", param_hint="--passed-file")
+    code, data = run_step(graph, node_id, store_url, root or _ir_dir(ir_json), sample, seed, hold,
+                          retries=not no_retries, rollout_step=rollout_step)
+    text = line(data)
+    for path, content in ((result_file, text + "\n"), (passed_file, verdict(data))):
+        if path and content is not None:
+            _write_small(path, content)
+    why = data.get("reason") or data.get("error")
+    if why:
+        click.echo(f"{node_id}: {data.get('status')}: {why}", err=True)
+    click.echo(text)
     sys.exit(code)
+
+
+def _read_ir(ir_json: str):
+    """The IR from a file or fsspec URL; exit 1 with one line when it is not a pipespec IR."""
+    from pipespec.compiler.ir import Graph
+
+    try:
+        if "://" in ir_json:
+            import fsspec
+            with fsspec.open(ir_json, "rb") as fh:
+                raw = fh.read()
+        else:
+            with open(ir_json, "rb") as fh:
+                raw = fh.read()
+    except (OSError, ValueError, ImportError) as exc:
+        click.echo(f"error: cannot read {ir_json}: {exc}", err=True)
+        sys.exit(EXIT_SPEC_ERROR)
+    try:
+        return Graph.from_json(raw)
+    except (ValueError, KeyError, TypeError) as exc:
+        click.echo(f"error: {ir_json} is not a pipespec IR file: {exc}", err=True)
+        sys.exit(EXIT_SPEC_ERROR)
+
+
+def _ir_dir(ir_json: str) -> str:
+    return ir_json.rsplit("/", 1)[0] if "://" in ir_json else os.path.dirname(os.path.abspath(ir_json))
+
+
+def _write_small(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 @main.command()

@@ -21,7 +21,7 @@ from . import artifacts, keys
 from .errors import RunError, map_exception
 from .keyextra import key_extra
 from .ops import module_for
-from .ops.base import Context, Sample
+from .ops.base import STEP_REPORTS, Context, Sample
 
 CACHED, DONE, FAILED, SKIPPED, BLOCKED = "cached", "done", "failed", "skipped", "blocked"
 
@@ -67,6 +67,7 @@ class Runner:
     sample: Sample | None = None
     hold: bool = False
     force: frozenset[str] = frozenset()
+    retries: bool = True  # False: one attempt (an orchestrator retries with its own policy)
     log: Callable[[str, str], None] = lambda node_id, line: None
     results: dict[str, NodeResult] = field(default_factory=dict)
 
@@ -126,7 +127,7 @@ class Runner:
         """Run (or reuse) one node; a failure is retried `retries` times, as orchestrators do."""
         node = self.graph.node(node_id)
         started = time.perf_counter()
-        attempts = 1 + (node.retries or 0)
+        attempts = 1 + (node.retries or 0 if self.retries else 0)
         for attempt in range(1, attempts + 1):
             result = self._attempt(node)
             if result.status != FAILED or attempt == attempts:
@@ -144,17 +145,30 @@ class Runner:
             return NodeResult(node.id, node.kind, FAILED, error=error.diagnostic(node.span),
                               reason=error.message)
 
-    def _run(self, node: ir.Node) -> NodeResult:
+    def _prepare(self, node: ir.Node) -> tuple[Context, str, dict]:
         digests = self.input_digests(node)
         if digests is None:
             missing = [p.node for p in node.inputs if p.node not in self.results]
             raise RunError("E0807", f"{_what(node)}: upstream results are missing: {', '.join(missing)}")
         ctx = self.context(node, digests)
         key, parts = self.key(node, ctx)
-        if node.id not in self.force:
-            entry = self.store.get_entry(key)
-            if entry is not None and self.store.has(entry["digest"]):
-                return _from_entry(node, key, parts, entry)
+        return ctx, key, parts
+
+    def _cached(self, node: ir.Node, key: str, parts: dict) -> NodeResult | None:
+        if node.id in self.force:
+            return None
+        entry = self.store.get_entry(key)
+        if entry is not None and self.store.has(entry["digest"]):
+            return _from_entry(node, key, parts, entry)
+        return None
+
+    def _run(self, node: ir.Node) -> NodeResult:
+        ctx, key, parts = self._prepare(node)
+        cached = self._cached(node, key, parts)
+        if cached is not None:
+            return cached
+        if node.kind == "Rollout":
+            ctx.memo[STEP_REPORTS] = self._step_reports(node, key)
         output = module_for(node.kind).run(ctx)
         fmt = artifacts.format_for(node.output)
         info = self.store.put(artifacts.encode(fmt, output.value))
@@ -163,6 +177,35 @@ class Runner:
         self.store.put_entry(key, entry)
         return NodeResult(node.id, node.kind, DONE, key=key, digest=info.digest, format=fmt,
                           rows=output.rows, summary=output.summary, components=parts)
+
+    # --- rollout steps as their own tasks ----------------------------------------------
+
+    def run_rollout_step(self, node_id: str, k: int) -> tuple[dict, NodeResult | None]:
+        """Step `k` of a rollout on its own (orchestrators run one task per step, with the
+        hold between them): (its report, None), or ({}, the cached decision) when the rollout
+        was already decided.  The report is kept in the store under the rollout's key, where
+        the decision (`run`) takes it instead of replaying that step again."""
+        node = self.graph.node(node_id)
+        if node.kind != "Rollout" or not 1 <= k <= len(node.run_steps()):
+            raise RunError("E0808", f"{node_id} has no rollout step {k} "
+                           f"(it has {len(node.run_steps()) if node.kind == 'Rollout' else 0})")
+        ctx, key, parts = self._prepare(node)
+        cached = self._cached(node, key, parts)
+        if cached is not None:
+            return {}, cached
+        from .ops.rollout import simulate_step
+        report = simulate_step(ctx, k)
+        self.store.write_json(_step_path(key, k), report)
+        return report, None
+
+    def _step_reports(self, node: ir.Rollout, key: str) -> dict[int, dict]:
+        found = {}
+        for k in range(1, len(node.run_steps()) + 1):
+            report = self.store.read_json(_step_path(key, k))
+            if report is None:
+                break
+            found[k] = report
+        return found
 
     def blocked(self, node_id: str) -> NodeResult | None:
         """A skipped/blocked result when an input failed or a gate upstream failed, else None."""
@@ -189,6 +232,10 @@ class Runner:
                                    "result for its current inputs",
                                    f"run {node.id} first (its inputs or the data changed since it ran)")
                 self.results[node.id] = result
+
+
+def _step_path(key: str, k: int) -> str:
+    return f"rollout-steps/{key}/{k}.json"
 
 
 def _from_entry(node: ir.Node, key: str, parts: dict, entry: dict) -> NodeResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import keyword
 
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -32,12 +33,69 @@ class Target(Protocol):
     def compile(self, ir: Graph, options: dict[str, Any]) -> Artifact: ...
 
 
-def literal(value: str | int | float | bool | None) -> str:
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def literal(value) -> str:
     """The one way a spec value enters generated Python: a one-line literal that
-    `ast.literal_eval` reads back equal (every target's templates go through it)."""
-    if not isinstance(value, (str, int, float, bool, type(None))):
-        raise TypeError(f"not a literal: {type(value).__name__}")
-    text = repr(value)
-    if "\n" in text or ast.literal_eval(text) != value:
+    `ast.literal_eval` reads back equal (every target's templates go through it).
+    Scalars, and tuples, lists and dicts (keys sorted) of them."""
+    _check_literal(value)
+    text = repr(_sorted(value))
+    if "\n" in text or "\r" in text or ast.literal_eval(text) != value:
         raise ValueError(f"cannot write {value!r} as a one-line Python literal")
     return text
+
+
+def _check_literal(value) -> None:
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            _check_literal(v)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"not a literal key: {type(k).__name__}")
+            _check_literal(v)
+    elif not isinstance(value, _SCALARS):
+        raise TypeError(f"not a literal: {type(value).__name__}")
+
+
+def _sorted(value):
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, tuple):
+        return tuple(_sorted(v) for v in value)
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+class Code(str):
+    """Text allowed into generated Python: made only by `py` (a checked literal) or `ident`."""
+
+
+def py(value) -> Code:
+    return Code(literal(value))
+
+
+def ident(name: str) -> Code:
+    """A validated Python identifier (never a keyword)."""
+    if not (isinstance(name, str) and name.isidentifier() and name.isascii() and not keyword.iskeyword(name)):
+        raise ValueError(f"not a Python identifier: {name!r}")
+    return Code(name)
+
+
+def _only_code(value):
+    if not isinstance(value, Code):
+        raise TypeError(f"a template value reached generated Python without |py or |ident: {value!r}")
+    return value
+
+
+def python_template(source: str):
+    """A Jinja template for generated Python whose every `{{ }}` must pass through the `py`
+    or `ident` filter (anything else raises): the template has no other way in."""
+    import jinja2
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, finalize=_only_code, autoescape=False,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(py=py, ident=ident)
+    return env.from_string(source)

@@ -27,6 +27,9 @@ class Sample:
     seed: int = 0
 
 
+STEP_REPORTS = "rollout_step_reports"  # Context.memo: rollout step -> report an earlier task made
+
+
 @dataclass
 class Output:
     value: Any

@@ -27,7 +27,7 @@ from ..keyextra import rollout_baseline as _baseline
 from ..keyextra import rollout_key as key_extra  # noqa: F401  (the op's key inputs, kept light)
 from ..registry import version_of
 from . import _modeling as M
-from .base import Context, Output
+from .base import STEP_REPORTS, Context, Output
 
 
 MAX_REQUESTS = 2_000
@@ -249,36 +249,47 @@ def _rolls_back(node: ir.Rollout, report: dict) -> bool:
     return evaluate_scalar(node.rollback_if.expr, values, METRIC_TYPES) is True
 
 
-def _steps(node: ir.Rollout) -> tuple[ir.Step, ...]:
-    if node.strategy == "blue_green":  # one check of all traffic, after its hold if any
-        return (ir.Step(traffic=100.0, hold_seconds=node.steps[0].hold_seconds if node.steps else None),)
-    if node.strategy == "shadow" and not node.steps:  # no steps: mirror all traffic once
-        return (ir.Step(traffic=100.0),)
-    return node.steps
-
-
-def _simulate(ctx: Context, baseline: dict | None) -> dict:
+def _replay(ctx: Context, baseline: dict | None) -> tuple[Replay, str]:
+    """The replayed requests and how they are routed (seeded: the same on every target)."""
     node, train = ctx.node, _train_node(ctx)
     X, origin = traffic(ctx, train)
     if len(X) == 0:
         raise RunError("E0803", f"rollout {node.name}: {origin} has no rows, so there is no traffic "
                        "to replay", "give `replay:` a table with rows, or train on more rows")
     seed = train.evaluation.seed if train.evaluation else 0
-    replay = Replay(X, ctx.load("model"), _load_production(ctx, baseline),
-                    np.random.default_rng(seed).random(len(X)))
+    return Replay(X, ctx.load("model"), _load_production(ctx, baseline),
+                  np.random.default_rng(seed).random(len(X))), origin
+
+
+def simulate_step(ctx: Context, k: int, replay: Replay | None = None) -> dict:
+    """Step `k` (1-based) alone: its report, its hold and its rollback verdict.  Steps are
+    independent (each routes its own seeded share), so an orchestrator can run each as its
+    own task and the decision reuses the reports (`STEP_REPORTS` in ctx.memo)."""
+    node, st = ctx.node, ctx.node.run_steps()[k - 1]
+    if replay is None:
+        replay = _replay(ctx, _baseline(ctx))[0]
+    report = step_report(k, st.traffic, replay, routed(replay, st.traffic, node.strategy == "shadow"))
+    report["hold"] = _hold(ctx, st.hold_seconds)
+    report["rollback"] = _rolls_back(node, report)
+    ctx.log(f"step {k}: {st.traffic:g}% -> {report['requests']} requests, "
+            + ", ".join(f"{m}={_fmt(report[m])}" for m in METRICS)
+            + (f"; rollback_if holds: {node.rollback_if.text}" if report["rollback"] else ""))
+    return report
+
+
+def _simulate(ctx: Context, baseline: dict | None) -> dict:
+    node = ctx.node
+    replay, origin = _replay(ctx, baseline)
+    done = ctx.memo.get(STEP_REPORTS) or {}  # steps an orchestrator already ran as tasks
     reports = []
-    for k, st in enumerate(_steps(node), start=1):
-        report = step_report(k, st.traffic, replay, routed(replay, st.traffic, node.strategy == "shadow"))
-        report["hold"] = _hold(ctx, st.hold_seconds)
-        report["rollback"] = _rolls_back(node, report)
+    for k in range(1, len(node.run_steps()) + 1):
+        report = done.get(k) or simulate_step(ctx, k, replay)
         reports.append(report)
-        ctx.log(f"step {k}: {st.traffic:g}% -> {report['requests']} requests, "
-                + ", ".join(f"{m}={_fmt(report[m])}" for m in METRICS))
         if report["rollback"]:
-            return {"outcome": "rolled_back", "steps": reports, "requests": len(X), "origin": origin,
+            return {"outcome": "rolled_back", "steps": reports, "requests": len(replay.X), "origin": origin,
                     "reason": _rollback_reason(node, report)}
     outcome = "shadowed" if node.strategy == "shadow" else "promoted"
-    return {"outcome": outcome, "steps": reports, "requests": len(X), "origin": origin,
+    return {"outcome": outcome, "steps": reports, "requests": len(replay.X), "origin": origin,
             "reason": _pass_reason(node, reports)}
 
 

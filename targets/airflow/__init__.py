@@ -1,0 +1,227 @@
+"""The `airflow` target: a thin Airflow 3 DAG file plus the canonical IR beside it.
+
+One task per IR node (rollouts: one task per rollout step, a hold between steps, then the
+decision); dependencies from the IR's edges.  The DAG file is data-driven: a table of
+tasks written as Python literals and a small loop that builds the operators, so the
+scheduler's parse imports only Airflow.  Every spec value enters it through
+`base.py`/`base.ident` (checked literals); no field of any generated operator is a Jinja
+template, so `{{ }}` in a spec is never rendered by Airflow either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from pipespec.compiler.ir import Graph, Node
+from pipespec.compiler.spec import parse_duration
+
+from ..base import Artifact, UnsupportedError, python_template
+
+name = "airflow"
+description = "an Airflow 3 DAG file (python, bash or kubernetes tasks) and the IR it runs"
+
+FLAVOURS = ("python", "bash", "kubernetes")
+OPTIONS = {
+    "operator": "python (default: tasks call pipespec in the worker), bash (`pipespec step` in a "
+                "shell) or kubernetes (a pod per task)",
+    "dag_id": "the DAG id (default: targets.airflow.dag_id, else the pipeline name)",
+    "store": "store directory or URL the tasks cache into (default: $PIPESPEC_STORE, else "
+             ".pipespec/ beside the DAG file; /pipespec/store in pods)",
+    "root": "directory or URL relative source paths resolve against (default: $PIPESPEC_ROOT, "
+            "else the DAG folder; /pipespec in pods)",
+    "image": "kubernetes: the pipespec runtime image (default: targets.airflow.image)",
+    "namespace": "kubernetes: the pods' namespace (default: targets.airflow.namespace, else default)",
+    "ir": "kubernetes: where pods read the IR (default: /pipespec/<pipeline>.ir.json)",
+}
+TASK_ID = re.compile(r"[^A-Za-z0-9_-]")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly",
+            "@annually"}
+_CRON = re.compile(r"^[0-9A-Za-z*/,?#LW-]+(\s+[0-9A-Za-z*/,?#LW-]+){4,5}$")
+_TEMPLATE = resources.files(__package__).joinpath("dag.py.j2").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One row of the DAG file's task table."""
+
+    task_id: str
+    node_id: str
+    what: str           # node | gate | step | hold | decision
+    arg: int | None     # rollout step number, or hold seconds
+    upstream: tuple[str, ...]
+    kwargs: dict = field(default_factory=dict)
+
+    def row(self) -> tuple:
+        return (self.task_id, self.node_id, self.what, self.arg, self.upstream, self.kwargs)
+
+
+def compile(ir: Graph, options: dict[str, Any]) -> Artifact:  # noqa: A001 - the Target protocol
+    settings = _settings(ir, options)
+    tasks = task_table(ir, settings)
+    ir_file = f"{ir.pipeline}.ir.json"
+    ir_bytes = ir.to_json().encode()
+    dag = _render(ir, settings, tasks, ir_file, hashlib.sha256(ir_bytes).hexdigest())
+    return Artifact({f"{settings['dag_id']}.py": dag.encode(), ir_file: ir_bytes})
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def _settings(ir: Graph, options: dict[str, Any]) -> dict:
+    """`targets.airflow` from the spec, overridden by --option; every problem in one error."""
+    spec = json.loads(ir.targets).get("airflow") or {}
+    problems = [(f"--option {k}", f"unknown option (known: {', '.join(OPTIONS)})")
+                for k in sorted(set(options) - set(OPTIONS))]
+    s = dict(spec, **{k: v for k, v in options.items() if k in OPTIONS})
+    s.setdefault("operator", "python")
+    s["dag_id"] = s.get("dag_id") or ir.pipeline.replace("-", "_")
+    if s["operator"] not in FLAVOURS:
+        problems.append(("operator", f"{s['operator']!r} is not one of {', '.join(FLAVOURS)}"))
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,250}", s["dag_id"]):
+        problems.append(("dag_id", f"{s['dag_id']!r} is not a valid DAG id ([A-Za-z0-9_.-], at most 250)"))
+    problems += _schedule_problems(s)
+    problems += [("tags", f"tag {t[:40]!r}… is longer than Airflow's 100 characters")
+                 for t in s.get("tags", []) if len(t) > 100]
+    if s["operator"] == "kubernetes" and not s.get("image"):
+        problems.append(("image", "the kubernetes operator needs an image (targets.airflow.image or "
+                                  "--option image=REF)"))
+    if problems:
+        raise UnsupportedError(name, problems)
+    return s
+
+
+def _schedule_problems(s: dict) -> list[tuple[str, str]]:
+    schedule = s.get("schedule")
+    if schedule is None:
+        return []
+    if schedule not in _PRESETS and not _CRON.match(schedule):
+        return [("schedule", f"{schedule!r} is neither a cron expression nor one of {', '.join(sorted(_PRESETS))}")]
+    return []
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+def task_id(node_id: str) -> str:
+    """The Airflow task id of an IR node: `[A-Za-z0-9_-]` only (`train.churn` -> `train_churn`)."""
+    return TASK_ID.sub("_", node_id)
+
+
+def task_table(ir: Graph, settings: dict) -> list[Task]:
+    """Every task in topological order; a rollout is its steps, the holds between them and
+    the decision.  Ids that collide after sanitizing are an error naming both nodes."""
+    tasks: list[Task] = []
+    for node in ir.nodes:
+        upstream = tuple(sorted({task_id(p.node) for p in node.inputs}))
+        kwargs = _task_kwargs(node, settings)
+        if node.kind == "Rollout":
+            tasks += _rollout_tasks(node, upstream, kwargs)
+        else:
+            tasks.append(Task(task_id(node.id), node.id, "gate" if node.kind == "Gate" else "node",
+                              None, upstream, kwargs))
+    _check_unique(tasks)
+    return tasks
+
+
+def _rollout_tasks(node, upstream: tuple[str, ...], kwargs: dict) -> list[Task]:
+    base, out, last = task_id(node.id), [], upstream
+    for k, st in enumerate(node.run_steps(), start=1):
+        out.append(Task(f"{base}-step{k}", node.id, "step", k, last, kwargs))
+        last = (f"{base}-step{k}",)
+        if st.hold_seconds:
+            out.append(Task(f"{base}-hold{k}", node.id, "hold", st.hold_seconds, last))
+            last = (f"{base}-hold{k}",)
+    decision = dict(kwargs, trigger_rule="none_failed") if out else kwargs
+    # the decision also reads the gates directly, so a failed gate skips it
+    return out + [Task(base, node.id, "decision", None, tuple(sorted(set(last) | set(upstream))), decision)]
+
+
+def _check_unique(tasks: list[Task]) -> None:
+    seen: dict[str, str] = {}
+    problems = []
+    for t in tasks:
+        if t.task_id in seen and seen[t.task_id] != t.node_id:
+            problems.append((t.node_id, f"its task id {t.task_id!r} is also the task id of {seen[t.task_id]}"))
+        seen.setdefault(t.task_id, t.node_id)
+    if problems:
+        raise UnsupportedError(name, problems)
+
+
+def _task_kwargs(node: Node, settings: dict) -> dict:
+    kwargs: dict[str, Any] = {"doc_md": doc_md(node.description, f"{node.kind} `{node.id}`", node)}
+    if node.retries is not None:
+        kwargs["retries"] = node.retries
+    res = node.resources
+    if res is not None and res.cpus:
+        kwargs["pool_slots"] = max(1, math.ceil(res.cpus))
+    if settings["operator"] == "kubernetes":
+        kwargs["name"] = pod_name(node.id)
+        requests = _k8s_requests(res)
+        if requests:
+            kwargs["container_resources"] = requests
+    return kwargs
+
+
+def doc_md(text: str | None, what: str, node: Node | None = None) -> str:
+    """Markdown for the Airflow UI.  It always ends with the generated footer: Airflow reads
+    a `doc_md` ending in `.md` as a file path, which a spec must never trigger."""
+    where = f" (spec line {node.span.line})" if node is not None and node.span else ""
+    return ((text.rstrip() + "\n\n") if text else "") + f"*{what}{where}, generated by pipespec.*"
+
+
+def pod_name(node_id: str) -> str:
+    """A DNS-1123 label for the pod (`pipespec-train-churn`); long ids keep a hash suffix."""
+    label = "pipespec-" + re.sub(r"[^a-z0-9-]+", "-", node_id.lower()).strip("-")
+    if len(label) > 50:
+        label = label[:41].rstrip("-") + "-" + hashlib.sha256(node_id.encode()).hexdigest()[:8]
+    assert DNS_LABEL.match(label), label
+    return label
+
+
+def _k8s_requests(res) -> dict | None:
+    """Requests (and limits, where Kubernetes needs them) of a node's `resources`."""
+    if res is None:
+        return None
+    requests, limits = {}, {}
+    if res.cpus:
+        requests["cpu"] = f"{res.cpus:g}"
+    if res.memory_bytes:
+        requests["memory"] = limits["memory"] = str(res.memory_bytes)
+    if res.gpus:
+        limits["nvidia.com/gpu"] = str(res.gpus)
+    out = {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+    return out or None
+
+
+# --- the file ------------------------------------------------------------------------------
+
+
+def _render(ir: Graph, s: dict, tasks: list[Task], ir_file: str, ir_sha256: str) -> str:
+    default_args = {k: s[k] for k in ("owner", "retries", "pool") if s.get(k) is not None}
+    flavour = s["operator"]
+    return python_template(_TEMPLATE).render(
+        flavour=flavour, dag_id=s["dag_id"], pipeline=ir.pipeline, ir_file=ir_file, ir_sha256=ir_sha256,
+        description=_first_line(ir.description) or f"pipespec pipeline {ir.pipeline}",
+        doc=doc_md(ir.description, f"pipespec pipeline `{ir.pipeline}` from {ir.source_file or 'a spec'}"),
+        schedule=s.get("schedule"), start_date=_date(s.get("start_date")), catchup=bool(s.get("catchup")),
+        tags=sorted(set(s.get("tags", []))), default_args=default_args,
+        retry_delay=parse_duration(s["retry_delay"]) if s.get("retry_delay") else None, rows=[t.row() for t in tasks],
+        holds=any(t.what == "hold" for t in tasks), store=s.get("store"), root=s.get("root"),
+        image=s.get("image"), namespace=s.get("namespace") or "default",
+        ir_in_pod=s.get("ir") or f"/pipespec/{ir_file}")
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+def _date(text: str | None) -> tuple[int, int, int] | None:
+    return tuple(int(p) for p in text.split("-")) if text else None
