@@ -139,7 +139,7 @@ def test_spec_options_reach_the_dag(tmp_path):
     assert source.retries == 2 and source.retry_delay.total_seconds() == 600  # targets.airflow defaults
     assert type(dag.get_task("gate_model_quality")).__name__ == "ShortCircuitOperator"
     hold = dag.get_task("rollout_churn_gbm-hold2")
-    assert type(hold).__name__ == "WaitSensor" and hold.time_to_wait.total_seconds() == 7200
+    assert type(hold).__name__ == "Hold" and hold.time_to_wait.total_seconds() == 7200
     assert dag.get_task("rollout_churn_gbm").trigger_rule == "none_failed"
 
 
@@ -165,7 +165,7 @@ def test_kubernetes_flavour_builds_the_pod_offline(tmp_path):
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
     pods = [t for t in dag.tasks if isinstance(t, KubernetesPodOperator)]
-    assert len(pods) == len([t for t in dag.tasks if type(t).__name__ != "WaitSensor"]) > 0
+    assert len(pods) == len([t for t in dag.tasks if type(t).__name__ != "Hold"]) > 0
     for op in pods:
         assert op.template_fields == ()  # no Jinja over anything that came from the spec
         op.config_file = str(tmp_path.parent / "kubeconfig")

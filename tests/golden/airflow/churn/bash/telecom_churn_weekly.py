@@ -24,6 +24,15 @@ IR_SHA256 = 'de497f79fe93fcabdfe91223b6d2207616a04b526124fe25c5b68f905785279f'
 STORE = os.environ.get("PIPESPEC_STORE") or os.path.join(HERE, ".pipespec")
 ROOT = os.environ.get("PIPESPEC_ROOT") or HERE
 
+
+class Hold(WaitSensor):
+    """A rollout hold: waits in the triggerer (deferred), holding no worker slot."""
+
+    def execute_complete(self, context, event=None):
+        # WaitSensor defers to this method but does not define it (standard provider 1.21)
+        return None
+
+
 with open(IR_FILE, "rb") as _ir:
     if hashlib.sha256(_ir.read()).hexdigest() != IR_SHA256:
         raise RuntimeError(IR_FILE + " is not the IR this DAG was compiled with: "
@@ -67,7 +76,7 @@ SKIP = {"step": (3, 4, 5)}
 
 def _operator(task_id, node_id, what, arg, kwargs):
     if what == "hold":
-        return WaitSensor(task_id=task_id, time_to_wait=datetime.timedelta(seconds=arg), deferrable=True)
+        return Hold(task_id=task_id, time_to_wait=datetime.timedelta(seconds=arg), deferrable=True)
     env = {"PIPESPEC_IR": IR_FILE, "PIPESPEC_NODE": node_id, "PIPESPEC_STORE": STORE, "PIPESPEC_ROOT": ROOT}
     if what == "step":
         env["PIPESPEC_ROLLOUT_STEP"] = str(arg)

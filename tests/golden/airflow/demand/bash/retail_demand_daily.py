@@ -24,6 +24,15 @@ IR_SHA256 = '598e63ff72dcce3c769045f9d4c37a2c1913859abebc8c60bde7d80d514f0b64'
 STORE = os.environ.get("PIPESPEC_STORE") or os.path.join(HERE, ".pipespec")
 ROOT = os.environ.get("PIPESPEC_ROOT") or HERE
 
+
+class Hold(WaitSensor):
+    """A rollout hold: waits in the triggerer (deferred), holding no worker slot."""
+
+    def execute_complete(self, context, event=None):
+        # WaitSensor defers to this method but does not define it (standard provider 1.21)
+        return None
+
+
 with open(IR_FILE, "rb") as _ir:
     if hashlib.sha256(_ir.read()).hexdigest() != IR_SHA256:
         raise RuntimeError(IR_FILE + " is not the IR this DAG was compiled with: "
@@ -76,7 +85,7 @@ SKIP = {"step": (3, 4, 5)}
 
 def _operator(task_id, node_id, what, arg, kwargs):
     if what == "hold":
-        return WaitSensor(task_id=task_id, time_to_wait=datetime.timedelta(seconds=arg), deferrable=True)
+        return Hold(task_id=task_id, time_to_wait=datetime.timedelta(seconds=arg), deferrable=True)
     env = {"PIPESPEC_IR": IR_FILE, "PIPESPEC_NODE": node_id, "PIPESPEC_STORE": STORE, "PIPESPEC_ROOT": ROOT}
     if what == "step":
         env["PIPESPEC_ROLLOUT_STEP"] = str(arg)

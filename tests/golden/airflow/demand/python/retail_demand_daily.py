@@ -24,6 +24,15 @@ IR_SHA256 = '598e63ff72dcce3c769045f9d4c37a2c1913859abebc8c60bde7d80d514f0b64'
 STORE = os.environ.get("PIPESPEC_STORE") or os.path.join(HERE, ".pipespec")
 ROOT = os.environ.get("PIPESPEC_ROOT") or HERE
 
+
+class Hold(WaitSensor):
+    """A rollout hold: waits in the triggerer (deferred), holding no worker slot."""
+
+    def execute_complete(self, context, event=None):
+        # WaitSensor defers to this method but does not define it (standard provider 1.21)
+        return None
+
+
 with open(IR_FILE, "rb") as _ir:
     if hashlib.sha256(_ir.read()).hexdigest() != IR_SHA256:
         raise RuntimeError(IR_FILE + " is not the IR this DAG was compiled with: "
@@ -68,7 +77,7 @@ def _call(function, node_id, arg):
 
 def _operator(task_id, node_id, what, arg, kwargs):
     if what == "hold":
-        return WaitSensor(task_id=task_id, time_to_wait=datetime.timedelta(seconds=arg), deferrable=True)
+        return Hold(task_id=task_id, time_to_wait=datetime.timedelta(seconds=arg), deferrable=True)
     if what in ("gate", "step"):
         # a failed gate skips everything after it; a rolled-back step skips the steps after it
         return ShortCircuitOperator(task_id=task_id, python_callable=functools.partial(_call, what, node_id, arg),
