@@ -45,6 +45,16 @@ def parse_duration(text: str) -> int:
     return ((d * 24 + h) * 60 + mi) * 60 + s
 
 
+def format_duration(seconds: int) -> str:
+    """Seconds as a spec writes durations (the inverse of parse_duration): 1d12h, 30m, 45s."""
+    parts, rest = [], int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"
+
+
 def parse_memory(text: str) -> int:
     """Bytes in a memory size like `4GiB` or `512Mi`; raises PydanticCustomError E0104."""
     m = _MEMORY.match(text.strip()) if isinstance(text, str) else None

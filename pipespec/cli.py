@@ -135,6 +135,8 @@ def compile_cmd(spec, target, out, options, params, fmt):
     for rel, data in sorted(artifact.files.items()):
         _write_atomic(os.path.join(out, rel), data)
         click.echo(os.path.join(out, rel))
+    for warning in artifact.warnings:
+        click.echo(warning, err=True)
 
 
 def _write_atomic(path: str, data: bytes) -> None:

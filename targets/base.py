@@ -13,9 +13,11 @@ from pipespec.compiler.ir import Graph
 
 @dataclass(frozen=True)
 class Artifact:
-    """Generated files: relative path -> bytes.  Targets never write; the CLI does."""
+    """Generated files: relative path -> bytes, and warnings (what the target could not
+    express exactly, each naming its spec line).  Targets never write; the CLI does."""
 
     files: dict[str, bytes] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 class UnsupportedError(Exception):

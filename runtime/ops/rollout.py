@@ -19,6 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from pipespec.compiler import ir
+from pipespec.compiler.spec import format_duration as duration
 
 from .. import artifacts
 from ..errors import RunError
@@ -310,16 +311,6 @@ def _hold(ctx: Context, seconds: int | None) -> str | None:
         time.sleep(seconds)
         return f"held {duration(seconds)}"
     return f"hold {duration(seconds)} replaced by replay"
-
-
-def duration(seconds: int) -> str:
-    """Seconds as the spec writes durations: 1d12h, 30m, 45s."""
-    parts, rest = [], int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return "".join(parts) or "0s"
 
 
 def _fmt(value: Any) -> str:

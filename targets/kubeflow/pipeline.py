@@ -1,0 +1,228 @@
+"""The KFP v2 PipelineSpec of an IR: one task per node, one component per distinct
+(kind, inputs, resources), every executor a container running `pipespec step`.
+
+Each task's inputs are the pipeline's `ir`, `store` and `root`, its node id and the node's
+IR fingerprint (constants), and every upstream task's `result` (the JSON line `pipespec
+step` writes): so KFP's own cache key follows the data, and a task whose upstream re-ran
+with another output is not reused.  Gates also output `passed` (BOOLEAN); a rollout's
+`triggerPolicy.condition` requires every gate it depends on to have passed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from pipespec.compiler.ir import Graph, Node, Resources
+
+from .names import KFP_MAX, kfp_name
+from .options import Options
+
+SCHEMA_VERSION = "2.1.0"
+API_VERSION = "pipelines.kubeflow.org/v2beta1"
+RESULT, PASSED = "result", "passed"
+PIPELINE_INPUTS = {
+    "ir": ("pipespec/{ir_file}", "URL or path of the pipeline's IR JSON (the .ir.json file beside this one)"),
+    "store": ("pipespec/store", "pipespec store (directory or fsspec URL) every task reads and writes"),
+    "root": ("pipespec", "directory or URL the spec's relative source paths resolve against"),
+}
+KFP_CACHED_KINDS = frozenset({"Transform", "Train", "Evaluate"})
+"""Kinds whose output is a function of their KFP inputs alone.  Sources read data KFP does not
+see, gates and rollouts read the model registry (and rollouts change it): always run (the
+pipespec store still reuses their cached results)."""
+_ROLE = re.compile(r"^[a-z][a-z_]*$")
+_GPU = "nvidia.com/gpu"
+_BINARY = ((2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki"))
+_DECIMAL = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k"))
+
+
+def param(name: str) -> str:
+    return "{{$.inputs.parameters['" + name + "']}}"
+
+
+def output_file(name: str) -> str:
+    return "{{$.outputs.parameters['" + name + "'].output_file}}"
+
+
+def pipeline_spec(ir: Graph, opts: Options, tasks: dict[str, str], ir_file: str,
+                  fingerprints: dict[str, str] | None = None) -> dict:
+    """The PipelineSpec as data (JSON field names, as `json_format.MessageToDict` writes them)."""
+    signatures = {n.id: signature(n) for n in ir.nodes}
+    labels = component_labels(ir, signatures)
+    fingerprints = fingerprints or {n.id: n.fingerprint() for n in ir.nodes}
+    spec = {
+        "pipelineInfo": pipeline_info(ir),
+        "schemaVersion": SCHEMA_VERSION,
+        "components": {labels[s]: component(s, labels[s]) for s in labels},
+        "deploymentSpec": {"executors": {executor_label(labels[s]): executor(s, opts) for s in labels}},
+        "root": {"dag": {"tasks": {tasks[n.id]: task(n, labels[signatures[n.id]], tasks, opts, fingerprints[n.id])
+                                   for n in ir.nodes}},
+                 "inputDefinitions": {"parameters": root_inputs(opts, ir_file)}},
+    }
+    if opts.pipeline_root:
+        spec["defaultPipelineRoot"] = opts.pipeline_root
+    return spec
+
+
+def pipeline_info(ir: Graph) -> dict:
+    info = {"name": kfp_name(ir.pipeline), "displayName": ir.pipeline}
+    if ir.description:
+        info["description"] = ir.description
+    return info
+
+
+def root_inputs(opts: Options, ir_file: str) -> dict:
+    """`ir`, `store`, `root`: defaults under the pipeline root when there is one, else required."""
+    params = {}
+    for name, (default, description) in PIPELINE_INPUTS.items():
+        params[name] = {"parameterType": "STRING", "description": description}
+        if opts.pipeline_root:
+            params[name]["defaultValue"] = opts.pipeline_root.rstrip("/") + "/" + default.format(ir_file=ir_file)
+            params[name]["isOptional"] = True
+    return params
+
+
+# --- components ------------------------------------------------------------------------
+
+
+def input_names(node: Node) -> tuple[tuple[str, str], ...]:
+    """(input name, upstream node id) per input port: the role, or `gate_<i>` for gates."""
+    names, gates = [], 0
+    for k, port in enumerate(node.inputs):
+        if port.role.startswith("gate:"):
+            names.append((f"gate_{gates}", port.node))
+            gates += 1
+        else:
+            names.append((port.role if _ROLE.match(port.role) else f"upstream_{k}", port.node))
+    return tuple(names)
+
+
+def signature(node: Node) -> tuple:
+    """What makes two nodes share a component: kind, upstream input names and resources."""
+    res = node.resources or Resources()
+    return node.kind, tuple(name for name, _ in input_names(node)), (res.cpus, res.memory_bytes, res.gpus or 0)
+
+
+def component_labels(ir: Graph, signatures: dict[str, tuple]) -> dict[tuple, str]:
+    """`comp-<kind>`, then `comp-<kind>-2`, ... in the IR's (topological) order."""
+    labels: dict[tuple, str] = {}
+    counts: dict[str, int] = {}
+    for node in ir.nodes:
+        sig = signatures[node.id]
+        if sig not in labels:
+            counts[node.kind] = counts.get(node.kind, 0) + 1
+            suffix = "" if counts[node.kind] == 1 else f"-{counts[node.kind]}"
+            labels[sig] = f"comp-{node.kind.lower()}{suffix}"
+    return labels
+
+
+def executor_label(component_label: str) -> str:
+    return "exec-" + component_label.removeprefix("comp-")
+
+
+def component(sig: tuple, label: str) -> dict:
+    kind, inputs, _ = sig
+    params = {name: {"parameterType": "STRING"} for name in ("fingerprint", "ir", "node", "root", "store")}
+    for name in inputs:
+        params[name] = {"parameterType": "STRING"}
+        if name.startswith("gate_"):
+            params["passed_" + name.removeprefix("gate_")] = {"parameterType": "BOOLEAN"}
+    outputs = {RESULT: {"parameterType": "STRING"}}
+    if kind == "Gate":
+        outputs[PASSED] = {"parameterType": "BOOLEAN"}
+    return {"executorLabel": executor_label(label), "inputDefinitions": {"parameters": params},
+            "outputDefinitions": {"parameters": outputs}}
+
+
+def executor(sig: tuple, opts: Options) -> dict:
+    kind, _, resources = sig
+    args = [param("ir"), "--node", param("node"), "--store", param("store"), "--root", param("root"),
+            "--no-retries", "--result-file", output_file(RESULT)]
+    if kind == "Gate":
+        args += ["--passed-file", output_file(PASSED)]
+    container = {"image": opts.image, "command": ["pipespec", "step"], "args": args}
+    limits = resource_limits(*resources)
+    if limits:
+        container["resources"] = limits
+    return {"container": container}
+
+
+def resource_limits(cpus: float | None, memory: int | None, gpus: int) -> dict:
+    """Limits as the kfp SDK writes them: legacy numbers (GB for memory) and quantities."""
+    out: dict[str, Any] = {}
+    if cpus:
+        out.update(cpuLimit=float(cpus), resourceCpuLimit=cpu_quantity(cpus))
+    if memory:
+        out.update(memoryLimit=memory / 10**9, resourceMemoryLimit=memory_quantity(memory))
+    if gpus:
+        out["accelerator"] = {"count": str(gpus), "resourceCount": str(gpus), "type": _GPU, "resourceType": _GPU}
+    return out
+
+
+def cpu_quantity(cpus: float) -> str:
+    if float(cpus).is_integer():
+        return str(int(cpus))
+    return f"{math.ceil(cpus * 1000)}m"
+
+
+def memory_quantity(size: int) -> str:
+    """The shortest exact Kubernetes quantity: `2Gi`, `2G`, `1536Mi`, or plain bytes."""
+    exact = [(size // factor, unit) for factor, unit in _BINARY + _DECIMAL if size % factor == 0]
+    number, unit = min(exact, default=(size, ""), key=lambda e: len(str(e[0])))
+    return f"{number}{unit}"
+
+
+# --- tasks -----------------------------------------------------------------------------
+
+
+def task(node: Node, label: str, tasks: dict[str, str], opts: Options, fingerprint: str) -> dict:
+    ports = input_names(node)
+    params = {name: {"componentInputParameter": name} for name in ("ir", "root", "store")}
+    params["node"] = {"runtimeValue": {"constant": node.id}}
+    params["fingerprint"] = {"runtimeValue": {"constant": fingerprint}}
+    for name, upstream in ports:
+        params[name] = _output_of(tasks[upstream], RESULT)
+        if name.startswith("gate_"):
+            params["passed_" + name.removeprefix("gate_")] = _output_of(tasks[upstream], PASSED)
+    spec = {"taskInfo": {"name": node.id}, "componentRef": {"name": label}, "inputs": {"parameters": params},
+            "cachingOptions": {"enableCache": opts.caching and node.kind in KFP_CACHED_KINDS}}
+    if ports:
+        spec["dependentTasks"] = sorted({tasks[upstream] for _, upstream in ports})
+    if node.retries:
+        spec["retryPolicy"] = {"maxRetryCount": node.retries, "backoffDuration": "0s", "backoffFactor": 2.0,
+                               "backoffMaxDuration": "3600s"}
+    gates = [name for name, _ in ports if name.startswith("gate_")]
+    if gates:
+        spec["triggerPolicy"] = {"condition": condition(gates)}
+    return spec
+
+
+def condition(gates: list[str]) -> str:
+    """Every gate passed, in the CEL the KFP driver evaluates over the task's inputs."""
+    return " && ".join(f"inputs.parameter_values['passed_{g.removeprefix('gate_')}'] == true" for g in gates)
+
+
+def _output_of(producer: str, key: str) -> dict:
+    return {"taskOutputParameter": {"producerTask": producer, "outputParameterKey": key}}
+
+
+# --- the Kubernetes-native form ----------------------------------------------------------
+
+
+def kubernetes_documents(ir: Graph, spec: dict, opts: Options, digest: str) -> list[dict]:
+    """Pipeline + PipelineVersion resources (what `kfp` writes with kubernetes_manifest_format),
+    the version named after the content so applying a changed spec adds a version."""
+    name = spec["pipelineInfo"]["name"]
+    version = name[:KFP_MAX - 11].rstrip("-") + "-" + digest[:10]
+    meta = {"namespace": opts.namespace} if opts.namespace else {}
+    pipeline = {"apiVersion": API_VERSION, "kind": "Pipeline", "metadata": {"name": name, **meta},
+                "spec": {"displayName": ir.pipeline}}
+    pipeline_version = {"apiVersion": API_VERSION, "kind": "PipelineVersion",
+                        "metadata": {"name": version, **meta},
+                        "spec": {"displayName": f"{ir.pipeline} {digest[:10]}", "pipelineName": name,
+                                 "pipelineSpec": spec}}
+    if ir.description:
+        pipeline["spec"]["description"] = pipeline_version["spec"]["description"] = ir.description
+    return [pipeline, pipeline_version]
+
