@@ -1,0 +1,152 @@
+"""What `pipespec step` offers orchestrator targets: one attempt (--no-retries), the result
+and a gate's verdict written to files, an IR read from an fsspec URL, one rollout step at a
+time (--rollout-step) whose reports the decision reuses, and `run`'s exit code 4 for a
+rolled-back rollout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import fsspec
+import pytest
+from click.testing import CliRunner
+
+from pipespec.cli import main
+
+SPEC = """\
+pipespec: 1
+pipeline: step-demo
+params:
+  min_acc: 0.0
+sources:
+  rows: {format: csv, path: rows.csv, schema: {x: float64, y: bool}}
+models:
+  m:
+    from: rows
+    target: y
+    estimator: sklearn.linear_model.LogisticRegression
+    metrics: [accuracy]
+    retries: 2
+gates:
+  ok: {model: m, require: "accuracy >= ${params.min_acc}"}
+rollout:
+  model: m
+  requires: [ok]
+  strategy: canary
+  steps: [{traffic: 50, hold: 1h}, {traffic: 100}]
+  rollback_if: %s
+"""
+NODES = ["source.rows", "train.m", "evaluate.m", "gate.ok"]
+
+
+def compile_ir(tmp_path: Path, rollback_if: str = "error_rate > 0.5", *params: str) -> Path:
+    rows = "\n".join(f"{i / 10},{'true' if i % 3 else 'false'}" for i in range(60))
+    (tmp_path / "rows.csv").write_text("x,y\n" + rows + "\n")
+    (tmp_path / "p.yaml").write_text(SPEC % rollback_if)
+    args = ["compile", str(tmp_path / "p.yaml"), "-t", "ir", "-o", str(tmp_path)]
+    for p in params:
+        args += ["-p", p]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    return tmp_path / "step-demo.ir.json"
+
+
+def step(ir: Path | str, node: str, store: Path, *extra: str):
+    result = CliRunner().invoke(main, ["step", str(ir), "--node", node, "--store", str(store), *extra])
+    return result.exit_code, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def upstream(ir: Path, store: Path) -> None:
+    for node in NODES:
+        assert step(ir, node, store)[0] == 0
+
+
+def test_a_rolled_back_rollout_exits_4_like_run(tmp_path):
+    ir = compile_ir(tmp_path, "latency_p99_ms >= 0")
+    upstream(ir, tmp_path / "s")
+    code, data = step(ir, "rollout.m", tmp_path / "s")
+    assert data["summary"]["outcome"] == "rolled_back" and code == 4
+
+
+def test_rollout_steps_run_alone_and_the_decision_reuses_their_reports(tmp_path):
+    ir = compile_ir(tmp_path)
+    store = tmp_path / "s"
+    upstream(ir, store)
+    reports = []
+    for k in (1, 2):
+        code, data = step(ir, "rollout.m", store, "--rollout-step", str(k))
+        assert code == 0 and data["rollout_step"] == k and data["report"]["rollback"] is False
+        reports.append(data["report"])
+    code, data = step(ir, "rollout.m", store)
+    assert code == 0 and data["summary"]["outcome"] == "promoted"
+    assert data["summary"]["steps"] == reports  # the measured latencies too: not replayed again
+    code, data = step(ir, "rollout.m", store, "--rollout-step", "1")
+    assert code == 5 and data["decided"] is True  # already decided: later steps need not run
+    # the same decision artifact as a run that replays every step itself
+    other = tmp_path / "t"
+    upstream(ir, other)
+    assert step(ir, "rollout.m", other)[1]["digest"] == data["digest"]
+
+
+def test_a_step_that_rolls_back_exits_4(tmp_path):
+    ir = compile_ir(tmp_path, "latency_p99_ms >= 0")
+    upstream(ir, tmp_path / "s")
+    code, data = step(ir, "rollout.m", tmp_path / "s", "--rollout-step", "1")
+    assert code == 4 and data["report"]["rollback"] is True
+
+
+def test_an_unknown_rollout_step_is_E0808(tmp_path):
+    ir = compile_ir(tmp_path)
+    upstream(ir, tmp_path / "s")
+    code, data = step(ir, "rollout.m", tmp_path / "s", "--rollout-step", "3")
+    assert code == 1 and data["code"] == "E0808" and "has 2" in data["error"]
+
+
+def test_result_and_passed_files(tmp_path):
+    ir = compile_ir(tmp_path, "error_rate > 0.5", "min_acc=1.5")
+    store = tmp_path / "s"
+    for node in NODES[:3]:
+        step(ir, node, store)
+    out = tmp_path / "out"
+    code, data = step(ir, "gate.ok", store, "--passed-file", str(out / "passed"),
+                      "--result-file", str(out / "result.json"))
+    assert code == 0 and (out / "passed").read_text() == "false"
+    assert json.loads((out / "result.json").read_text()) == data
+    code, data = step(ir, "rollout.m", store)
+    assert code == 3 and data["status"] == "blocked"
+    result = CliRunner().invoke(main, ["step", str(ir), "--node", "train.m", "--store", str(store),
+                                       "--passed-file", str(out / "x")])
+    assert result.exit_code == 2 and "not a gate" in result.output
+
+
+@pytest.mark.parametrize("retries, attempts", [(True, 3), (False, 1)])
+def test_no_retries_makes_one_attempt(tmp_path, monkeypatch, retries, attempts):
+    from pipespec.compiler.ir import Graph
+    from pipespec.runtime.ops import train
+    from pipespec.runtime.stepcli import run_step
+
+    ir = compile_ir(tmp_path)
+    graph = Graph.from_json(ir.read_bytes())
+    store = str(tmp_path / "s")
+    assert run_step(graph, "source.rows", store, str(tmp_path))[0] == 0
+    calls = []
+
+    def broken(ctx):
+        calls.append(1)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(train, "run", broken)
+    code, data = run_step(graph, "train.m", store, str(tmp_path), retries=retries)
+    assert code == 1 and "boom" in data["reason"]
+    assert len(calls) == attempts  # the model's `retries: 2`, or one attempt
+
+
+def test_the_ir_can_be_read_from_an_fsspec_url(tmp_path):
+    ir = compile_ir(tmp_path)
+    url = "memory://irs/step-demo.ir.json"
+    with fsspec.open(url, "wb") as fh:
+        fh.write(ir.read_bytes())
+    code, data = step(url, "source.rows", tmp_path / "s", "--root", str(tmp_path))
+    assert code == 0 and data["status"] == "done"
+    result = CliRunner().invoke(main, ["step", "memory://irs/missing.json", "--node", "x", "--store", "s"])
+    assert result.exit_code == 1 and "cannot read" in result.output
