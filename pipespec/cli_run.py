@@ -186,8 +186,10 @@ def plan(spec, params, store_url, only, force, sample, seed, no_cache, fmt):
               help="Also write the JSON result line to PATH.")
 @click.option("--passed-file", type=click.Path(dir_okay=False, path_type=str), metavar="PATH",
               help="For a gate: write its verdict, `true` or `false`, to PATH.")
+@click.option("--digest-file", type=click.Path(dir_okay=False, path_type=str), metavar="PATH",
+              help="Write the output's digest to PATH (what an orchestrator's own cache can key on).")
 def step(ir_json, node_id, store_url, root, sample, seed, hold, rollout_step, no_retries, result_file,
-         passed_file):
+         passed_file, digest_file):
     """Run exactly one node of an IR in this process (the entry point orchestrators call).
 
     IR_JSON is a file or an fsspec URL.  Upstream results are found in the store by their
@@ -203,7 +205,8 @@ def step(ir_json, node_id, store_url, root, sample, seed, hold, rollout_step, no
     code, data = run_step(graph, node_id, store_url, root or _ir_dir(ir_json), sample, seed, hold,
                           retries=not no_retries, rollout_step=rollout_step)
     text = line(data)
-    for path, content in ((result_file, text + "\n"), (passed_file, verdict(data))):
+    for path, content in ((result_file, text + "\n"), (passed_file, verdict(data)),
+                          (digest_file, data.get("digest"))):
         if path and content is not None:
             _write_small(path, content)
     why = data.get("reason") or data.get("error")

@@ -194,7 +194,7 @@ class Runner:
         if cached is not None:
             return {}, cached
         from .ops.rollout import simulate_step
-        report = simulate_step(ctx, k)
+        report = simulate_step(ctx, k, alone=True)
         self.store.write_json(_step_path(key, k), report)
         return report, None
 

@@ -151,7 +151,7 @@ def test_one_task_per_node_components_by_kind_and_the_step_command():
         "{{$.inputs.parameters['ir']}}", "--node", "{{$.inputs.parameters['node']}}",
         "--store", "{{$.inputs.parameters['store']}}", "--root", "{{$.inputs.parameters['root']}}",
         "--no-retries", "--result-file", "{{$.outputs.parameters['result'].output_file}}",
-        "--passed-file", "{{$.outputs.parameters['passed'].output_file}}"]
+        "--digest-file", "{{$.outputs.parameters['digest'].output_file}}", "--passed-file", "{{$.outputs.parameters['passed'].output_file}}"]
     source = tasks["source-customers"]
     assert source["inputs"]["parameters"]["node"] == {"runtimeValue": {"constant": "source.customers"}}
     assert source["inputs"]["parameters"]["store"] == {"componentInputParameter": "store"}
@@ -170,12 +170,12 @@ def test_components_grow_with_variety_not_with_the_graph(tmp_path):
     assert kfp_check.problems(chain) == []
 
 
-def test_dependencies_come_from_the_ir_and_carry_upstream_results():
+def test_dependencies_come_from_the_ir_and_carry_upstream_digests():
     tasks = spec_of(example("churn"))["root"]["dag"]["tasks"]
     churn = tasks["feature-churn-features"]
     assert churn["dependentTasks"] == ["feature-customer-plans", "feature-usage-recent"]
     assert churn["inputs"]["parameters"]["left"] == {
-        "taskOutputParameter": {"producerTask": "feature-customer-plans", "outputParameterKey": "result"}}
+        "taskOutputParameter": {"producerTask": "feature-customer-plans", "outputParameterKey": "digest"}}
     assert "dependentTasks" not in tasks["source-usage"]
 
 

@@ -74,7 +74,8 @@ def test_the_tasks_ran_the_manifest_command_lines(churn):
     _, base, _, runs, _ = churn
     gate = runs["gate-model-quality"]
     assert gate.argv[:2] == ["pipespec", "step"] or gate.argv[1:3] == ["-m", "pipespec"]
-    assert gate.argv[-5:-3] == ["--no-retries", "--result-file"] and gate.argv[-2] == "--passed-file"
+    assert gate.argv[-7:-5] == ["--no-retries", "--result-file"] and gate.argv[-4] == "--digest-file"
+    assert gate.argv[-2] == "--passed-file"
     assert gate.outputs["passed"] is True
     assert runs["rollout-churn-gbm"].outputs["result"].endswith("\n")
     assert json.loads(runs["rollout-churn-gbm"].outputs["result"])["summary"]["outcome"] == "promoted"
@@ -97,3 +98,9 @@ def test_a_second_run_reuses_the_store(churn):
     runs, again = kfp_run(spec, base / "kfp", base / "work-again")
     assert {d["status"] for d in again.values()} == {"cached"}
     assert {n: d["digest"] for n, d in again.items()} == {n: d["digest"] for n, d in first.items()}
+    # what downstream tasks take as inputs (so KFP's own cache key) is the same on both runs,
+    # although the result lines differ (status cached, seconds)
+    first_runs = churn[3]
+    assert {n: r.outputs["digest"] for n, r in runs.items()} == {n: r.outputs["digest"] for n, r in first_runs.items()}
+    assert all(r.outputs["digest"] == again[r.outputs and json.loads(r.outputs["result"])["id"]]["digest"]
+               for r in runs.values())

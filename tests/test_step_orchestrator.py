@@ -77,6 +77,7 @@ def test_rollout_steps_run_alone_and_the_decision_reuses_their_reports(tmp_path)
         code, data = step(ir, "rollout.m", store, "--rollout-step", str(k))
         assert code == 0 and data["rollout_step"] == k and data["report"]["rollback"] is False
         reports.append(data["report"])
+    assert reports[0]["hold"] == "hold 1h left to the orchestrator (its next task)"
     code, data = step(ir, "rollout.m", store)
     assert code == 0 and data["summary"]["outcome"] == "promoted"
     assert data["summary"]["steps"] == reports  # the measured latencies too: not replayed again

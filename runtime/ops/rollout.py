@@ -262,15 +262,16 @@ def _replay(ctx: Context, baseline: dict | None) -> tuple[Replay, str]:
                   np.random.default_rng(seed).random(len(X))), origin
 
 
-def simulate_step(ctx: Context, k: int, replay: Replay | None = None) -> dict:
-    """Step `k` (1-based) alone: its report, its hold and its rollback verdict.  Steps are
+def simulate_step(ctx: Context, k: int, replay: Replay | None = None, alone: bool = False) -> dict:
+    """Step `k` (1-based): its report, its hold and its rollback verdict.  Steps are
     independent (each routes its own seeded share), so an orchestrator can run each as its
-    own task and the decision reuses the reports (`STEP_REPORTS` in ctx.memo)."""
+    own task (`alone`: the hold, unless honoured here, is the orchestrator's next task) and
+    the decision reuses the reports (`STEP_REPORTS` in ctx.memo)."""
     node, st = ctx.node, ctx.node.run_steps()[k - 1]
     if replay is None:
         replay = _replay(ctx, _baseline(ctx))[0]
     report = step_report(k, st.traffic, replay, routed(replay, st.traffic, node.strategy == "shadow"))
-    report["hold"] = _hold(ctx, st.hold_seconds)
+    report["hold"] = _hold(ctx, st.hold_seconds, alone)
     report["rollback"] = _rolls_back(node, report)
     ctx.log(f"step {k}: {st.traffic:g}% -> {report['requests']} requests, "
             + ", ".join(f"{m}={_fmt(report[m])}" for m in METRICS)
@@ -303,13 +304,15 @@ def _load_production(ctx: Context, baseline: dict | None) -> Any | None:
     return artifacts.decode(artifacts.MODEL, store.get(baseline["digest"], "production model"))
 
 
-def _hold(ctx: Context, seconds: int | None) -> str | None:
+def _hold(ctx: Context, seconds: int | None, alone: bool = False) -> str | None:
     if not seconds:
         return None
     if ctx.hold:
         ctx.log(f"holding {duration(seconds)}")
         time.sleep(seconds)
         return f"held {duration(seconds)}"
+    if alone:
+        return f"hold {duration(seconds)} left to the orchestrator (its next task)"
     return f"hold {duration(seconds)} replaced by replay"
 
 

@@ -2,9 +2,11 @@
 (kind, inputs, resources), every executor a container running `pipespec step`.
 
 Each task's inputs are the pipeline's `ir`, `store` and `root`, its node id and the node's
-IR fingerprint (constants), and every upstream task's `result` (the JSON line `pipespec
-step` writes): so KFP's own cache key follows the data, and a task whose upstream re-ran
-with another output is not reused.  Gates also output `passed` (BOOLEAN); a rollout's
+IR fingerprint (constants), and every upstream task's `digest` (of its output, written by
+`pipespec step --digest-file`): so KFP's own cache key follows the data exactly — a task is
+reused when, and only when, its definition and its inputs' bytes are unchanged.  Each task
+also outputs `result`, the JSON line `pipespec step` prints, for people reading the run.
+Gates also output `passed` (BOOLEAN); a rollout's
 `triggerPolicy.condition` requires every gate it depends on to have passed.
 """
 
@@ -21,7 +23,7 @@ from .options import Options
 
 SCHEMA_VERSION = "2.1.0"
 API_VERSION = "pipelines.kubeflow.org/v2beta1"
-RESULT, PASSED = "result", "passed"
+RESULT, DIGEST, PASSED = "result", "digest", "passed"
 PIPELINE_INPUTS = {
     "ir": ("pipespec/{ir_file}", "URL or path of the pipeline's IR JSON (the .ir.json file beside this one)"),
     "store": ("pipespec/store", "pipespec store (directory or fsspec URL) every task reads and writes"),
@@ -128,7 +130,7 @@ def component(sig: tuple, label: str) -> dict:
         params[name] = {"parameterType": "STRING"}
         if name.startswith("gate_"):
             params["passed_" + name.removeprefix("gate_")] = {"parameterType": "BOOLEAN"}
-    outputs = {RESULT: {"parameterType": "STRING"}}
+    outputs = {RESULT: {"parameterType": "STRING"}, DIGEST: {"parameterType": "STRING"}}
     if kind == "Gate":
         outputs[PASSED] = {"parameterType": "BOOLEAN"}
     return {"executorLabel": executor_label(label), "inputDefinitions": {"parameters": params},
@@ -138,7 +140,7 @@ def component(sig: tuple, label: str) -> dict:
 def executor(sig: tuple, opts: Options) -> dict:
     kind, _, resources = sig
     args = [param("ir"), "--node", param("node"), "--store", param("store"), "--root", param("root"),
-            "--no-retries", "--result-file", output_file(RESULT)]
+            "--no-retries", "--result-file", output_file(RESULT), "--digest-file", output_file(DIGEST)]
     if kind == "Gate":
         args += ["--passed-file", output_file(PASSED)]
     container = {"image": opts.image, "command": ["pipespec", "step"], "args": args}
@@ -182,7 +184,7 @@ def task(node: Node, label: str, tasks: dict[str, str], opts: Options, fingerpri
     params["node"] = {"runtimeValue": {"constant": node.id}}
     params["fingerprint"] = {"runtimeValue": {"constant": fingerprint}}
     for name, upstream in ports:
-        params[name] = _output_of(tasks[upstream], RESULT)
+        params[name] = _output_of(tasks[upstream], DIGEST)
         if name.startswith("gate_"):
             params["passed_" + name.removeprefix("gate_")] = _output_of(tasks[upstream], PASSED)
     spec = {"taskInfo": {"name": node.id}, "componentRef": {"name": label}, "inputs": {"parameters": params},
