@@ -111,7 +111,8 @@ def check(spec, params, fmt):
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False, path_type=str), required=True,
               help="Output directory (created if missing).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="Target option (repeatable).")
+              help="Target option (repeatable); an unknown key lists the target's options "
+                   "(SPEC.md §18).")
 @_PARAM
 @_FORMAT
 def compile_cmd(spec, target, out, options, params, fmt):

@@ -195,7 +195,8 @@ def step(ir_json, node_id, store_url, root, sample, seed, hold, rollout_step, no
     IR_JSON is a file or an fsspec URL.  Upstream results are found in the store by their
     cache keys.  Idempotent: a node whose entry exists is not run again.  Prints one JSON
     line (key, digest, status).  Exit codes: 0 done or cached, 1 failed, 3 blocked by a
-    failed gate, 4 the rollout was rolled back (at this step, with --rollout-step).
+    failed gate, 4 the rollout was rolled back (at this step, with --rollout-step), 5 (with
+    --rollout-step) the rollout was already decided by an earlier run.
     """
     from pipespec.runtime.stepcli import line, run_step, verdict
 

@@ -222,3 +222,11 @@ def test_a_dag_whose_ir_was_replaced_fails_to_import_with_a_clear_message(tmp_pa
     ir_path.write_bytes(ir_path.read_bytes().replace(b'"pipeline"', b'"pipeline" ', 1))
     errors = airflow_env.dagbag(folder).import_errors
     assert len(errors) == 1 and "is not the IR this DAG was compiled with" in next(iter(errors.values()))
+
+
+def test_a_dag_deployed_without_its_ir_says_so(tmp_path):
+    g = graph(ROOT / "examples" / "churn" / "pipeline.yaml")
+    folder = airflow_env.write({k: v for k, v in target.compile(g, {}).files.items() if k.endswith(".py")},
+                               tmp_path)
+    errors = airflow_env.dagbag(folder).import_errors
+    assert len(errors) == 1 and "telecom-churn.ir.json is missing" in next(iter(errors.values()))

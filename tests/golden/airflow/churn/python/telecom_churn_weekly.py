@@ -33,10 +33,15 @@ class Hold(WaitSensor):
         return None
 
 
-with open(IR_FILE, "rb") as _ir:
-    if hashlib.sha256(_ir.read()).hexdigest() != IR_SHA256:
-        raise RuntimeError(IR_FILE + " is not the IR this DAG was compiled with: "
-                           "run `pipespec compile --target airflow` again and deploy both files")
+try:
+    with open(IR_FILE, "rb") as _ir:
+        _ir_matches = hashlib.sha256(_ir.read()).hexdigest() == IR_SHA256
+except FileNotFoundError:
+    raise RuntimeError(IR_FILE + " is missing: deploy it beside this DAG file "
+                       "(`pipespec compile --target airflow` writes both)") from None
+if not _ir_matches:
+    raise RuntimeError(IR_FILE + " is not the IR this DAG was compiled with: "
+                       "run `pipespec compile --target airflow` again and deploy both files")
 
 # (task id, IR node id, what it runs, rollout step or hold seconds, upstream task ids, arguments)
 TASKS = (
