@@ -9,6 +9,7 @@ every pydantic error to one of our codes without guessing.
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any, Literal, Optional
 
@@ -329,6 +330,16 @@ class AirflowOptions(Strict):
     operator: Literal["python", "bash", "kubernetes"] = "python"
     image: Optional[str] = None
     namespace: Optional[str] = None
+
+    @field_validator("start_date")
+    @classmethod
+    def _date(cls, v):
+        if v is not None:
+            try:
+                datetime.date.fromisoformat(v)
+            except ValueError as exc:
+                raise error("E0104", f"'{v}' is not a date: {exc}") from None
+        return v
 
     @field_validator("retry_delay")
     @classmethod
