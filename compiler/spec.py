@@ -28,6 +28,9 @@ _MEMORY_UNITS = {"B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "KB": 
                  "GB": 10**9, "TB": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
                  "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
+SCHEDULE_PRESETS = frozenset({"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly",
+                              "@quarterly", "@yearly", "@annually"})
+_CRON = re.compile(r"^[0-9A-Za-z*/,?#LW-]+(\s+[0-9A-Za-z*/,?#LW-]+){4,5}$")
 SQL_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg://", "postgres://")
 ColumnType = Literal["int64", "int32", "float64", "float32", "bool", "string", "date", "timestamp"]
 assert set(ColumnType.__args__) == set(COLUMN_TYPES)
@@ -330,6 +333,14 @@ class AirflowOptions(Strict):
     operator: Literal["python", "bash", "kubernetes"] = "python"
     image: Optional[str] = None
     namespace: Optional[str] = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v):
+        if v is not None and v not in SCHEDULE_PRESETS and not _CRON.match(v.strip()):
+            raise error("E0104", f"'{v}' is neither a cron expression (5 or 6 fields) nor one of "
+                                 + ", ".join(sorted(SCHEDULE_PRESETS)))
+        return v
 
     @field_validator("start_date")
     @classmethod

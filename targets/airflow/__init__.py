@@ -41,9 +41,6 @@ OPTIONS = {
 }
 TASK_ID = re.compile(r"[^A-Za-z0-9_-]")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly",
-            "@annually"}
-_CRON = re.compile(r"^[0-9A-Za-z*/,?#LW-]+(\s+[0-9A-Za-z*/,?#LW-]+){4,5}$")
 _TEMPLATE = resources.files(__package__).joinpath("dag.py.j2").read_text(encoding="utf-8")
 
 
@@ -86,7 +83,6 @@ def _settings(ir: Graph, options: dict[str, Any]) -> dict:
         problems.append(("operator", f"{s['operator']!r} is not one of {', '.join(FLAVOURS)}"))
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,250}", s["dag_id"]):
         problems.append(("dag_id", f"{s['dag_id']!r} is not a valid DAG id ([A-Za-z0-9_.-], at most 250)"))
-    problems += _schedule_problems(s)
     problems += [("tags", f"tag {t[:40]!r}… is longer than Airflow's 100 characters")
                  for t in s.get("tags", []) if len(t) > 100]
     if s["operator"] == "kubernetes" and not s.get("image"):
@@ -95,15 +91,6 @@ def _settings(ir: Graph, options: dict[str, Any]) -> dict:
     if problems:
         raise UnsupportedError(name, problems)
     return s
-
-
-def _schedule_problems(s: dict) -> list[tuple[str, str]]:
-    schedule = s.get("schedule")
-    if schedule is None:
-        return []
-    if schedule not in _PRESETS and not _CRON.match(schedule):
-        return [("schedule", f"{schedule!r} is neither a cron expression nor one of {', '.join(sorted(_PRESETS))}")]
-    return []
 
 
 # --- tasks ---------------------------------------------------------------------------------
