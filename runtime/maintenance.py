@@ -1,8 +1,10 @@
 """`pipespec cache ls|verify|gc`: what the store holds, whether it is intact, and cleaning it.
 
 gc keeps every entry named by the newest runs of each pipeline (in the main store
-and in every sample namespace), every object those entries and the model registry
-name, and anything younger than the grace period, so a run in progress (whose
+and in every sample namespace) or by the newest result of each node run alone
+(`pipespec step`, what orchestrators call), every object those entries and the model
+registry name, the rollout step reports of live rollouts, and anything younger than the
+grace period, so a run in progress (whose
 record is not written yet) never loses what it just stored.
 """
 
@@ -90,7 +92,7 @@ def gc(store, keep_runs: int = 3, grace_seconds: float = 3600.0, dry_run: bool =
 
 
 def _collect(s, main, keep_runs: int, grace: float, out: Collected, dry_run: bool) -> None:
-    live_keys, live_objects = set(), set()
+    live_keys, live_objects = records.step_keys(s), set()
     for pipeline in records.pipelines(s):
         for record in records.latest(s, pipeline, keep_runs):
             for node in record.get("nodes", []):
@@ -119,6 +121,12 @@ def _collect(s, main, keep_runs: int, grace: float, out: Collected, dry_run: boo
         out.bytes += _size(s, path)
         if not dry_run:
             s.remove(_rel(s, path))
+    for rel in s.list("rollout-steps"):  # reports of rollout steps run as their own tasks
+        key = rel.split("/")[1] if rel.count("/") == 2 else None
+        if key and key not in live_keys and now - _mtime(s, s.path(rel)) >= grace:
+            out.entries.append(rel)
+            if not dry_run:
+                s.remove(rel)
     for path in s.stale_temp_files(grace):
         out.temp_files.append(path)
         if not dry_run:

@@ -1,4 +1,5 @@
-"""Run records: one JSON document per run at `runs/<pipeline>/<run_id>.json`.
+"""Run records: one JSON document per run at `runs/<pipeline>/<run_id>.json`, and the newest
+result of each node run alone at `steps/<pipeline>/<node id>.json`.
 
 Run ids start with the UTC time, so sorting by id sorts by start; `latest` and
 `gc` rely on that.
@@ -34,6 +35,24 @@ def write(store, graph: ir.Graph, report, options) -> str:
         "nodes": [r.to_json() for r in report.results],
     })
     return store.path(relpath)
+
+
+def write_step(store, pipeline: str, result: dict) -> None:
+    """The newest result of a node run on its own (`pipespec step`, what orchestrators call) at
+    `steps/<pipeline>/<node id>.json`: an orchestrated pipeline writes no run record, and gc
+    keeps what these name as it keeps what the newest runs name."""
+    store.write_json(f"steps/{pipeline}/{result['id']}.json",
+                     {k: result.get(k) for k in ("id", "kind", "status", "key", "digest")})
+
+
+def step_keys(store) -> set[str]:
+    """The keys named by every pipeline's newest step results."""
+    keys = set()
+    for rel in store.list("steps"):
+        record = store.read_json(rel) if rel.endswith(".json") else None
+        if record and record.get("key"):
+            keys.add(record["key"])
+    return keys
 
 
 def run_ids(store, pipeline: str) -> list[str]:

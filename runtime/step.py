@@ -127,7 +127,7 @@ class Runner:
         """Run (or reuse) one node; a failure is retried `retries` times, as orchestrators do."""
         node = self.graph.node(node_id)
         started = time.perf_counter()
-        attempts = 1 + (node.retries or 0 if self.retries else 0)
+        attempts = 1 + ((node.retries or 0) if self.retries else 0)
         for attempt in range(1, attempts + 1):
             result = self._attempt(node)
             if result.status != FAILED or attempt == attempts:
@@ -186,9 +186,6 @@ class Runner:
         was already decided.  The report is kept in the store under the rollout's key, where
         the decision (`run`) takes it instead of replaying that step again."""
         node = self.graph.node(node_id)
-        if node.kind != "Rollout" or not 1 <= k <= len(node.run_steps()):
-            raise RunError("E0808", f"{node_id} has no rollout step {k} "
-                           f"(it has {len(node.run_steps()) if node.kind == 'Rollout' else 0})")
         ctx, key, parts = self._prepare(node)
         cached = self._cached(node, key, parts)
         if cached is not None:

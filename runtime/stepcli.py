@@ -6,6 +6,7 @@ import json
 
 from pipespec.compiler import ir
 
+from . import records
 from .errors import RunError, map_exception
 from .executor import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_ROLLED_BACK
 from .ops.base import Sample
@@ -19,10 +20,14 @@ def run_step(graph: ir.Graph, node_id: str, store_url: str, root: str, sample_ro
     """Run `node_id` (resolving its inputs from the cache), or only step `rollout_step` of a
     rollout; (exit code, the result as one JSON-ready dict)."""
     try:
-        graph.node(node_id)
+        node = graph.node(node_id)
     except KeyError:
         return EXIT_FAILED, _failed(node_id, RunError("E0808", f"no node {node_id!r} in pipeline "
                                                                 f"{graph.pipeline}"))
+    steps = len(node.run_steps()) if node.kind == "Rollout" else 0
+    if rollout_step is not None and not 1 <= rollout_step <= steps:
+        return EXIT_FAILED, _failed(node_id, RunError("E0808", f"{node_id} has no rollout step {rollout_step} "
+                                                                f"(it has {steps})"))
     sample = Sample(sample_rows, seed) if sample_rows else None
     try:
         runner = open_runner(graph, Store(store_url), root, sample=sample, hold=hold, retries=retries)
@@ -35,7 +40,10 @@ def run_step(graph: ir.Graph, node_id: str, store_url: str, root: str, sample_ro
     if rollout_step is not None:
         return _rollout_step(runner, node_id, rollout_step)
     result = runner.run(node_id)
-    return exit_code(result), result.to_json()
+    data = result.to_json()
+    if result.ok:
+        records.write_step(runner.store, graph.pipeline, data)
+    return exit_code(result), data
 
 
 def exit_code(result: NodeResult) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import keyword
 
 from dataclasses import dataclass, field
@@ -26,6 +27,20 @@ class UnsupportedError(Exception):
     def __init__(self, target: str, problems: list[tuple[str, str]]):
         self.target, self.problems = target, problems
         super().__init__(f"{target} cannot express: " + "; ".join(f"{n}: {why}" for n, why in problems))
+
+
+def unknown_options(options: dict[str, Any], known: dict[str, str]) -> list[tuple[str, str]]:
+    """One problem per `--option` key the target does not have, listing the ones it has."""
+    return [(f"--option {k}", f"unknown option (known: {', '.join(known) or 'none'})")
+            for k in sorted(set(options) - set(known))]
+
+
+def ir_file(ir: Graph) -> tuple[str, bytes]:
+    """The canonical IR a target ships beside what it generates, named by its content
+    (`<pipeline>.<sha256[:12]>.ir.json`): what runs it names the exact IR it was compiled
+    with, and two compilations of one spec (other params) never overwrite each other."""
+    data = ir.to_json().encode()
+    return f"{ir.pipeline}.{hashlib.sha256(data).hexdigest()[:12]}.ir.json", data
 
 
 class Target(Protocol):

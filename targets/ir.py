@@ -6,11 +6,14 @@ from typing import Any
 
 from pipespec.compiler.ir import Graph
 
-from .base import Artifact
+from .base import Artifact, UnsupportedError, unknown_options
 
 name = "ir"
 description = "canonical IR JSON (what every runtime step reads)"
 
 
 def compile(ir: Graph, options: dict[str, Any]) -> Artifact:  # noqa: A001 - the Target protocol
+    problems = unknown_options(options, {})
+    if problems:
+        raise UnsupportedError(name, problems)
     return Artifact({f"{ir.pipeline}.ir.json": ir.to_json().encode()})

@@ -96,8 +96,8 @@ def test_a_second_run_reuses_every_node_and_skips_the_decided_rollout_steps(chur
     before = {p: p.stat().st_mtime_ns for p in (store / "objects").rglob("*") if p.is_file()}
     run, states = run_dag(folder, store, churn.parent, monkeypatch, skip_holds=False)
     assert str(run.state) == "success"
-    # step 1 finds the rollout decided (cached): the holds and later steps are skipped, not waited
-    assert states["rollout_churn_gbm-step1"] == "success" and states["rollout_churn_gbm-hold1"] == "skipped"
+    # step 1 finds the rollout decided (cached): it, the holds and later steps are skipped, not waited
+    assert states["rollout_churn_gbm-step1"] == states["rollout_churn_gbm-hold1"] == "skipped"
     assert states["rollout_churn_gbm-step3"] == "skipped" and states["rollout_churn_gbm"] == "success"
     after = {p: p.stat().st_mtime_ns for p in (store / "objects").rglob("*") if p.is_file()}
     assert after == before  # nothing recomputed
@@ -127,16 +127,17 @@ models:
     metrics: [accuracy]
 rollout:
   model: m
-  strategy: canary
-  steps: [{traffic: 50, hold: 3s}, {traffic: 100}]
+  strategy: %s
+  steps: %s
   rollback_if: %s
 """
+CANARY = "[{traffic: 50, hold: 3s}, {traffic: 100}]"
 
 
-def hold_spec(tmp_path: Path, rollback_if: str) -> Path:
+def hold_spec(tmp_path: Path, rollback_if: str, strategy: str = "canary", steps: str = CANARY) -> Path:
     rows = "\n".join(f"{i / 10},{'true' if i % 3 else 'false'}" for i in range(60))
     (tmp_path / "rows.csv").write_text("x,y\n" + rows + "\n")
-    (tmp_path / "p.yaml").write_text(HOLD_SPEC % rollback_if)
+    (tmp_path / "p.yaml").write_text(HOLD_SPEC % (strategy, steps, rollback_if))
     return tmp_path / "p.yaml"
 
 
@@ -152,11 +153,33 @@ def test_a_hold_is_really_waited_between_the_steps(tmp_path, monkeypatch):
     assert store_outputs(spec, tmp_path / "store") == local_outputs(spec, tmp_path / "local")
 
 
-def test_a_rollback_stops_at_its_step_and_fails_the_decision(tmp_path, monkeypatch):
+@pytest.mark.parametrize("flavour", ["python", "bash"])
+def test_a_rollback_stops_at_its_step_and_fails_the_decision(tmp_path, monkeypatch, flavour):
     spec = hold_spec(tmp_path, "latency_p99_ms >= 0")  # always true: rolled back at step 1
-    run, states = run_dag(compile_dag(spec, "rollback-demo"), tmp_path / "store", tmp_path, monkeypatch)
-    assert states["rollout_m-step1"] == "success"  # it ran, and short-circuited the rest
-    assert states["rollout_m-hold1"] == states["rollout_m-step2"] == "skipped"
+    run, states = run_dag(compile_dag(spec, f"rollback-{flavour}", operator=flavour), tmp_path / "store",
+                          tmp_path, monkeypatch)
+    # the step that rolled back skips itself, the hold and the later steps; the decision runs
+    assert states["rollout_m-step1"] == states["rollout_m-hold1"] == states["rollout_m-step2"] == "skipped"
     assert states["rollout_m"] == "failed" and str(run.state) == "failed"
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert tis["rollout_m"].try_number == 1  # a rolled-back decision is not retried
     local = local_outputs(spec, tmp_path / "local")
     assert store_outputs(spec, tmp_path / "store")["rollout.m"] == local["rollout.m"]
+
+
+@pytest.mark.parametrize("strategy, steps, rollback_if, last, outcome", [
+    ("canary", "[{traffic: 100}]", "latency_p99_ms >= 0", "rollout_m-step1", "failed"),  # rolls back at the last
+    ("blue_green", "[]", "latency_p99_ms >= 0", "rollout_m-step1", "failed"),
+    ("blue_green", "[{traffic: 100, hold: 1s}]", "error_rate > 0.5", "rollout_m-hold1", "success"),
+    ("shadow", "[]", "error_rate > 0.5", "rollout_m-step1", "success"),
+    ("direct", "[]", "error_rate > 0.5", None, "success"),
+])
+def test_every_strategy_reaches_its_decision(tmp_path, monkeypatch, strategy, steps, rollback_if, last, outcome):
+    spec = hold_spec(tmp_path, rollback_if, strategy, steps)
+    run, states = run_dag(compile_dag(spec, f"{strategy}-{len(steps)}"), tmp_path / "store", tmp_path,
+                          monkeypatch, skip_holds=False)
+    assert states["rollout_m"] == outcome and str(run.state) == outcome, states
+    assert set(states) == {"source_rows", "train_m", "evaluate_m", "rollout_m"} | ({last} if last else set()) | (
+        {"rollout_m-step1"} if last else set())
+    local = local_outputs(spec, tmp_path / "local")
+    assert store_outputs(spec, tmp_path / "store") == local

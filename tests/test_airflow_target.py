@@ -18,7 +18,9 @@ import pytest
 import airflow_env  # noqa: F401  (sets AIRFLOW_HOME before airflow is imported)
 from pipespec.compiler import ir
 from pipespec.compiler.lower import compile_file
+from pipespec.runtime import executor, stepcli
 from pipespec.targets import airflow as target
+from pipespec.targets import kube
 from pipespec.targets.base import UnsupportedError
 from pipespec.targets.registry import TARGETS
 
@@ -60,8 +62,10 @@ def test_each_example_compiles_to_its_golden_dag(example, flavour):
 def test_the_output_is_the_dag_and_the_canonical_ir_and_is_deterministic(example):
     g = graph(ROOT / "examples" / example / "pipeline.yaml")
     files = target.compile(g, IMAGE).files
-    ir_file = f"{g.pipeline}.ir.json"
-    assert files[ir_file] == TARGETS["ir"].compile(g, {}).files[ir_file]
+    (ir_file,) = [n for n in files if n.endswith(".ir.json")]
+    canonical = TARGETS["ir"].compile(g, {}).files[f"{g.pipeline}.ir.json"]
+    assert files[ir_file] == canonical
+    assert ir_file == f"{g.pipeline}.{hashlib.sha256(canonical).hexdigest()[:12]}.ir.json"  # named by content
     tree = ast.parse(dag_file(files))
     assigned = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
                 if isinstance(t, ast.Name)}
@@ -84,17 +88,28 @@ def test_the_dag_file_imports_nothing_heavy_at_module_level(flavour):
     assert not [n for n in names if n.split(".")[0] in HEAVY]
 
 
+def rollout_steps(node: ir.Rollout) -> list[int | None]:
+    """The hold (or None) of each step task SPEC.md §13/§18 promises, per strategy."""
+    if node.strategy == "direct":
+        return []
+    if node.strategy == "blue_green":
+        return [node.steps[0].hold_seconds if node.steps else None]
+    if node.strategy == "shadow" and not node.steps:
+        return [None]
+    return [st.hold_seconds for st in node.steps]
+
+
 def expected_tasks(g: ir.Graph) -> dict[str, set[str]]:
-    """task id -> upstream task ids, derived from the IR independently of the target."""
+    """task id -> upstream task ids, derived from the IR and the documented rules."""
     want: dict[str, set[str]] = {}
     for node in g.nodes:
         tid = node.id.replace(".", "_")
         upstream = {p.node.replace(".", "_") for p in node.inputs}
         if node.kind == "Rollout":
             last = upstream
-            for k, st in enumerate(node.run_steps(), start=1):
+            for k, hold in enumerate(rollout_steps(node), start=1):
                 want[f"{tid}-step{k}"], last = last, {f"{tid}-step{k}"}
-                if st.hold_seconds:
+                if hold:
                     want[f"{tid}-hold{k}"], last = last, {f"{tid}-hold{k}"}
             upstream = upstream | last
         want[tid] = upstream
@@ -176,13 +191,25 @@ def test_kubernetes_flavour_builds_the_pod_offline(tmp_path):
         assert pod.metadata.namespace == "ml-pipelines"
         assert container.command == ["pipespec"]
         args = container.args
-        assert args[:2] == ["step", "/pipespec/retail-demand.ir.json"]
+        (ir_file,) = [n for n in files if n.endswith(".ir.json")]
+        assert args[:2] == ["step", f"/pipespec/{ir_file}"]
         assert args[args.index("--store") + 1] == "s3://bucket/store" and "--no-retries" in args
-        assert target.DNS_LABEL.match(op.name) and len(op.name) <= 63
+        assert kube.DNS_LABEL.match(op.name) and len(op.name) <= 50
+        assert set(op.skip_on_exit_code) == ({3, 4, 5} if "-step" in op.task_id else {3})
     node = next(n for n in g.nodes if n.resources and n.resources.cpus)
     pod = dag.get_task(target.task_id(node.id)).build_pod_request_obj()  # (config_file set above)
-    requests = pod.spec.containers[0].resources.requests
-    assert requests["cpu"] == f"{node.resources.cpus:g}"
+    resources = pod.spec.containers[0].resources
+    assert resources.requests["cpu"] == kube.cpu_quantity(node.resources.cpus)
+    if node.resources.memory_bytes:
+        assert resources.requests["memory"] == resources.limits["memory"] == kube.memory_quantity(
+            node.resources.memory_bytes)
+
+
+def test_resources_become_kubernetes_requests_and_limits():
+    res = ir.Resources(cpus=0.5, memory_bytes=4 * 2**30, gpus=1)
+    assert target._k8s_requests(res) == {"requests": {"cpu": "500m", "memory": "4Gi"},
+                                         "limits": {"memory": "4Gi", "nvidia.com/gpu": "1"}}
+    assert target._k8s_requests(ir.Resources()) is None
 
 
 def test_task_ids_that_collide_after_sanitizing_are_one_error_naming_both():
@@ -197,7 +224,7 @@ def test_task_ids_that_collide_after_sanitizing_are_one_error_naming_both():
 def test_pod_names_are_dns_labels_with_a_hash_suffix_when_long():
     long = "feature." + "x" * 120
     name = target.pod_name(long)
-    assert target.DNS_LABEL.match(name) and len(name) <= 50
+    assert kube.DNS_LABEL.match(name) and len(name) <= 50
     assert name != target.pod_name(long + "y") and name == target.pod_name(long)
 
 
@@ -217,7 +244,7 @@ def test_bad_options_are_reported_together():
 def test_a_dag_whose_ir_was_replaced_fails_to_import_with_a_clear_message(tmp_path):
     g = graph(ROOT / "examples" / "churn" / "pipeline.yaml")
     folder = airflow_env.write(target.compile(g, {}).files, tmp_path)
-    ir_path = folder / "telecom-churn.ir.json"
+    (ir_path,) = folder.glob("*.ir.json")
     ir_path.write_bytes(ir_path.read_bytes().replace(b'"pipeline"', b'"pipeline" ', 1))
     errors = airflow_env.dagbag(folder).import_errors
     assert len(errors) == 1 and "is not the IR this DAG was compiled with" in next(iter(errors.values()))
@@ -228,4 +255,15 @@ def test_a_dag_deployed_without_its_ir_says_so(tmp_path):
     folder = airflow_env.write({k: v for k, v in target.compile(g, {}).files.items() if k.endswith(".py")},
                                tmp_path)
     errors = airflow_env.dagbag(folder).import_errors
-    assert len(errors) == 1 and "telecom-churn.ir.json is missing" in next(iter(errors.values()))
+    assert len(errors) == 1 and ".ir.json is missing: deploy it beside this DAG" in next(iter(errors.values()))
+
+
+def test_the_exit_codes_the_dag_maps_are_pipespec_steps():
+    assert (target.EXIT_GATE, target.EXIT_ROLLED_BACK, target.EXIT_DECIDED) == (
+        executor.EXIT_GATE, executor.EXIT_ROLLED_BACK, stepcli.EXIT_DECIDED)
+
+
+def test_a_bad_namespace_is_rejected():
+    g = graph(ROOT / "examples" / "churn" / "pipeline.yaml")
+    with pytest.raises(UnsupportedError, match="not a Kubernetes namespace"):
+        target.compile(g, {"operator": "kubernetes", "image": "i:1", "namespace": "Bad_NS"})

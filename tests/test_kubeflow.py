@@ -399,3 +399,12 @@ def test_fingerprints_read_back_from_the_ir_json_are_the_nodes_own(name):
     result = compile_file(str(ROOT / "examples" / name / "pipeline.yaml"), [])
     assert kubeflow.fingerprints(result.ir, result.ir.to_json().encode()) == {
         n.id: n.fingerprint() for n in result.ir.nodes}
+
+
+def test_a_spec_without_an_image_compiles_with_a_warning(tmp_path):
+    spec = tmp_path / "p.yaml"
+    spec.write_text("pipespec: 1\npipeline: noimg\nsources:\n  d: {format: csv, path: d.csv, schema: {x: int64}}\n")
+    artifact = kubeflow.compile(compile_file(str(spec), []).ir, {})
+    assert any("no image given" in w for w in artifact.warnings)
+    artifact = kubeflow.compile(compile_file(str(spec), []).ir, {"image": "registry.example/pipespec:1"})
+    assert not any("no image given" in w for w in artifact.warnings)

@@ -101,6 +101,10 @@ def test_an_unknown_rollout_step_is_E0808(tmp_path):
     upstream(ir, tmp_path / "s")
     code, data = step(ir, "rollout.m", tmp_path / "s", "--rollout-step", "3")
     assert code == 1 and data["code"] == "E0808" and "has 2" in data["error"]
+    code, data = step(ir, "rollout.m", tmp_path / "empty", "--rollout-step", "9")  # before any upstream
+    assert code == 1 and data["code"] == "E0808"
+    code, data = step(ir, "train.m", tmp_path / "s", "--rollout-step", "1")
+    assert code == 1 and data["code"] == "E0808" and "has 0" in data["error"]
 
 
 def test_result_and_passed_files(tmp_path):
@@ -151,3 +155,29 @@ def test_the_ir_can_be_read_from_an_fsspec_url(tmp_path):
     assert code == 0 and data["status"] == "done"
     result = CliRunner().invoke(main, ["step", "memory://irs/missing.json", "--node", "x", "--store", "s"])
     assert result.exit_code == 1 and "cannot read" in result.output
+
+
+def test_gc_keeps_what_steps_produced_and_drops_dead_rollout_step_reports(tmp_path):
+    """An orchestrated pipeline writes no run record: gc keeps the newest result of every
+    node run by `pipespec step`, and removes step reports of rollouts no longer current."""
+    from pipespec.runtime.maintenance import gc, verify
+    from pipespec.runtime.store import Store
+
+    ir = compile_ir(tmp_path)
+    store = tmp_path / "s"
+    upstream(ir, store)
+    for k in (1, 2):
+        step(ir, "rollout.m", store, "--rollout-step", str(k))
+    assert step(ir, "rollout.m", store)[0] == 0
+    reports = sorted((store / "rollout-steps").rglob("*.json"))
+    assert len(reports) == 2
+    dead = store / "rollout-steps" / ("0" * 64)  # a rollout whose inputs have since changed
+    dead.mkdir()
+    (dead / "1.json").write_text("{}")
+    out = gc(Store(str(store)), grace_seconds=0)
+    assert out.objects == [] and [e for e in out.entries if not e.startswith("rollout-steps/" + "0" * 64)] == []
+    assert out.entries == ["rollout-steps/" + "0" * 64 + "/1.json"]
+    assert sorted((store / "rollout-steps").rglob("*.json")) == reports
+    assert verify(Store(str(store))) == []
+    for node in NODES + ["rollout.m"]:  # everything is still cached
+        assert step(ir, node, store)[1]["status"] == "cached"

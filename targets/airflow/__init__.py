@@ -21,7 +21,11 @@ from typing import Any
 from pipespec.compiler.ir import Graph, Node
 from pipespec.compiler.spec import parse_duration
 
-from ..base import Artifact, UnsupportedError, python_template
+from .. import kube
+
+EXIT_GATE, EXIT_ROLLED_BACK, EXIT_DECIDED = 3, 4, 5  # `pipespec step` (runtime/stepcli.py; no import:
+# the compiler side of a target stays light)
+from ..base import Artifact, UnsupportedError, ir_file, python_template, unknown_options
 
 name = "airflow"
 description = "an Airflow 3 DAG file (python, bash or kubernetes tasks) and the IR it runs"
@@ -31,16 +35,15 @@ OPTIONS = {
     "operator": "python (default: tasks call pipespec in the worker), bash (`pipespec step` in a "
                 "shell) or kubernetes (a pod per task)",
     "dag_id": "the DAG id (default: targets.airflow.dag_id, else the pipeline name)",
-    "store": "store directory or URL the tasks cache into (default: $PIPESPEC_STORE, else "
-             ".pipespec/ beside the DAG file; /pipespec/store in pods)",
-    "root": "directory or URL relative source paths resolve against (default: $PIPESPEC_ROOT, "
-            "else the DAG folder; /pipespec in pods)",
+    "store": "store directory or URL the tasks cache into (default: $PIPESPEC_STORE where the "
+             "DAG is parsed, else .pipespec/ beside the DAG file; /pipespec/store in pods)",
+    "root": "directory or URL relative source paths resolve against (default: $PIPESPEC_ROOT "
+            "where the DAG is parsed, else the DAG folder; /pipespec in pods)",
     "image": "kubernetes: the pipespec runtime image (default: targets.airflow.image)",
     "namespace": "kubernetes: the pods' namespace (default: targets.airflow.namespace, else default)",
-    "ir": "kubernetes: where pods read the IR (default: /pipespec/<pipeline>.ir.json)",
+    "ir": "kubernetes: where pods read the IR (default: /pipespec/<the IR file's name>)",
 }
 TASK_ID = re.compile(r"[^A-Za-z0-9_-]")
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _TEMPLATE = resources.files(__package__).joinpath("dag.py.j2").read_text(encoding="utf-8")
 
 
@@ -62,10 +65,9 @@ class Task:
 def compile(ir: Graph, options: dict[str, Any]) -> Artifact:  # noqa: A001 - the Target protocol
     settings = _settings(ir, options)
     tasks = task_table(ir, settings)
-    ir_file = f"{ir.pipeline}.ir.json"
-    ir_bytes = ir.to_json().encode()
-    dag = _render(ir, settings, tasks, ir_file, hashlib.sha256(ir_bytes).hexdigest())
-    return Artifact({f"{settings['dag_id']}.py": dag.encode(), ir_file: ir_bytes})
+    ir_name, ir_bytes = ir_file(ir)
+    dag = _render(ir, settings, tasks, ir_name, hashlib.sha256(ir_bytes).hexdigest())
+    return Artifact({f"{settings['dag_id']}.py": dag.encode(), ir_name: ir_bytes})
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -74,8 +76,7 @@ def compile(ir: Graph, options: dict[str, Any]) -> Artifact:  # noqa: A001 - the
 def _settings(ir: Graph, options: dict[str, Any]) -> dict:
     """`targets.airflow` from the spec, overridden by --option; every problem in one error."""
     spec = json.loads(ir.targets).get("airflow") or {}
-    problems = [(f"--option {k}", f"unknown option (known: {', '.join(OPTIONS)})")
-                for k in sorted(set(options) - set(OPTIONS))]
+    problems = unknown_options(options, OPTIONS)
     s = dict(spec, **{k: v for k, v in options.items() if k in OPTIONS})
     s.setdefault("operator", "python")
     s["dag_id"] = s.get("dag_id") or ir.pipeline.replace("-", "_")
@@ -88,6 +89,8 @@ def _settings(ir: Graph, options: dict[str, Any]) -> dict:
     if s["operator"] == "kubernetes" and not s.get("image"):
         problems.append(("image", "the kubernetes operator needs an image (targets.airflow.image or "
                                   "--option image=REF)"))
+    if s.get("namespace") and not (len(s["namespace"]) <= 63 and kube.DNS_LABEL.match(s["namespace"])):
+        problems.append(("namespace", f"{s['namespace']!r} is not a Kubernetes namespace (a DNS label)"))
     if problems:
         raise UnsupportedError(name, problems)
     return s
@@ -164,12 +167,9 @@ def doc_md(text: str | None, what: str, node: Node | None = None) -> str:
 
 
 def pod_name(node_id: str) -> str:
-    """A DNS-1123 label for the pod (`pipespec-train-churn`); long ids keep a hash suffix."""
-    label = "pipespec-" + re.sub(r"[^a-z0-9-]+", "-", node_id.lower()).strip("-")
-    if len(label) > 50:
-        label = label[:41].rstrip("-") + "-" + hashlib.sha256(node_id.encode()).hexdigest()[:8]
-    assert DNS_LABEL.match(label), label
-    return label
+    """A DNS label for the pod (`pipespec-train-churn`); long ids keep a hash suffix (the
+    operator appends its own random suffix, so the name stays well under 63)."""
+    return kube.dns_label("pipespec-" + node_id, 50)
 
 
 def _k8s_requests(res) -> dict | None:
@@ -178,9 +178,9 @@ def _k8s_requests(res) -> dict | None:
         return None
     requests, limits = {}, {}
     if res.cpus:
-        requests["cpu"] = f"{res.cpus:g}"
+        requests["cpu"] = kube.cpu_quantity(res.cpus)
     if res.memory_bytes:
-        requests["memory"] = limits["memory"] = str(res.memory_bytes)
+        requests["memory"] = limits["memory"] = kube.memory_quantity(res.memory_bytes)
     if res.gpus:
         limits["nvidia.com/gpu"] = str(res.gpus)
     out = {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
@@ -190,11 +190,11 @@ def _k8s_requests(res) -> dict | None:
 # --- the file ------------------------------------------------------------------------------
 
 
-def _render(ir: Graph, s: dict, tasks: list[Task], ir_file: str, ir_sha256: str) -> str:
+def _render(ir: Graph, s: dict, tasks: list[Task], ir_name: str, ir_sha256: str) -> str:
     default_args = {k: s[k] for k in ("owner", "retries", "pool") if s.get(k) is not None}
     flavour = s["operator"]
     return python_template(_TEMPLATE).render(
-        flavour=flavour, dag_id=s["dag_id"], pipeline=ir.pipeline, ir_file=ir_file, ir_sha256=ir_sha256,
+        flavour=flavour, dag_id=s["dag_id"], pipeline=ir.pipeline, ir_file=ir_name, ir_sha256=ir_sha256,
         description=_first_line(ir.description) or f"pipespec pipeline {ir.pipeline}",
         doc=doc_md(ir.description, f"pipespec pipeline `{ir.pipeline}` from {ir.source_file or 'a spec'}"),
         schedule=s.get("schedule"), start_date=_date(s.get("start_date")), catchup=bool(s.get("catchup")),
@@ -202,7 +202,8 @@ def _render(ir: Graph, s: dict, tasks: list[Task], ir_file: str, ir_sha256: str)
         retry_delay=parse_duration(s["retry_delay"]) if s.get("retry_delay") else None, rows=[t.row() for t in tasks],
         holds=any(t.what == "hold" for t in tasks), store=s.get("store"), root=s.get("root"),
         image=s.get("image"), namespace=s.get("namespace") or "default",
-        ir_in_pod=s.get("ir") or f"/pipespec/{ir_file}")
+        ir_in_pod=s.get("ir") or f"/pipespec/{ir_name}", exit_rolled_back=EXIT_ROLLED_BACK,
+        skip_step=(EXIT_GATE, EXIT_ROLLED_BACK, EXIT_DECIDED), skip_other=(EXIT_GATE,))
 
 
 def _first_line(text: str | None) -> str:

@@ -2,7 +2,8 @@
 
 The same function as `pipespec step` (runtime.stepcli.run_step) with one attempt (Airflow
 retries with its own policy); its exit codes become Airflow's outcomes: 1 fails the task,
-3 (blocked by a failed gate) skips it, 4 (rolled back) fails the decision without retries.
+3 (blocked by a failed gate) skips it, 4 (rolled back) fails the decision without retries and
+skips a rollout step (so the later steps do not run), as 5 (already decided) does.
 Only keys, digests and small summaries are returned, so XCom never carries data.
 """
 
@@ -40,16 +41,17 @@ def gate(ir_file: str, node_id: str, store: str, root: str, _arg=None) -> bool:
     return bool(summary.get("passed"))
 
 
-def step(ir_file: str, node_id: str, store: str, root: str, k: int) -> bool:
-    """Step `k` of a rollout: False (skipping the later steps and holds) when it rolled back
-    or when the rollout was already decided by an earlier run."""
+def step(ir_file: str, node_id: str, store: str, root: str, k: int) -> dict:
+    """Step `k` of a rollout; skipped (and with it the later steps and holds) when it rolls
+    back or when the rollout was already decided by an earlier run."""
     code, data = _step(ir_file, node_id, store, root, rollout_step=k)
-    if data.get("decided"):
-        log.info("%s was already decided (cached): %s", node_id, (data.get("summary") or {}).get("reason"))
-        return False
-    if code == EXIT_ROLLED_BACK:
-        log.warning("%s rolled back at step %d", node_id, k)
-    return code == EXIT_OK
+    if code != EXIT_OK:
+        from airflow.sdk.exceptions import AirflowSkipException
+        if data.get("decided"):
+            raise AirflowSkipException(f"{node_id} was already decided (cached): "
+                                       f"{(data.get('summary') or {}).get('reason')}")
+        raise AirflowSkipException(f"{node_id} rolled back at step {k}: the later steps do not run")
+    return {"id": node_id, "rollout_step": k, "report": data.get("report")}
 
 
 def _step(ir_file: str, node_id: str, store: str, root: str, rollout_step: int | None = None):

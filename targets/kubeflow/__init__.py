@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pipespec.compiler.ir import Graph
 
-from ..base import Artifact, UnsupportedError
+from ..base import Artifact, UnsupportedError, ir_file
 from . import names, options, pipeline, serving
 
 name = "kubeflow"
@@ -33,13 +33,16 @@ def compile(ir: Graph, options_: dict[str, Any]) -> Artifact:  # noqa: A001 - th
     problems += [(_at(ir, node_id), why) for node_id, why in clashes + serving_problems]
     if problems:
         raise UnsupportedError(name, problems)
-    ir_json = ir.to_json().encode()
-    ir_file = f"{ir.pipeline}.{hashlib.sha256(ir_json).hexdigest()[:12]}.ir.json"
-    spec = pipeline.pipeline_spec(ir, opts, tasks, ir_file, fingerprints(ir, ir_json))
-    files = {PIPELINE_FILE: dump_pipeline(ir, spec, opts), ir_file: ir_json}
+    ir_name, ir_json = ir_file(ir)
+    spec = pipeline.pipeline_spec(ir, opts, tasks, ir_name, fingerprints(ir, ir_json))
+    files = {PIPELINE_FILE: dump_pipeline(ir, spec, opts), ir_name: ir_json}
     files.update({path: dump(doc) for path, doc in manifests.items()})
     if readme:
         files["serving/README.md"] = readme.encode()
+    if opts.image == options.DEFAULT_IMAGE:
+        warnings.insert(0, f"{ir.source_file or ir.pipeline}: warning: kubeflow: no image given "
+                           f"(targets.kubeflow.image or --option image=REF): the tasks name the "
+                           f"placeholder {options.DEFAULT_IMAGE!r}, an image holding pipespec you must build")
     return Artifact(files, warnings=tuple(warnings))
 
 

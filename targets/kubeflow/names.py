@@ -3,39 +3,27 @@ deterministic hash suffix when too long, and checked for collisions."""
 
 from __future__ import annotations
 
-import hashlib
 import re
+
+from .. import kube
 
 KFP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 """Pipeline, task and component names in a KFP PipelineSpec."""
-DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL = kube.DNS_LABEL
 """Kubernetes names that must be DNS-1035 labels (KServe InferenceService, namespace)."""
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 KFP_MAX = 128
 ISVC_MAX = 45  # KServe derives `<name>-predictor-...` Knative names that must stay under 63
-_HASH = 8
-
-
-def short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:_HASH]
 
 
 def kfp_name(text: str, limit: int = KFP_MAX) -> str:
-    """Lowercase, runs of anything else as one `-`, no leading/trailing `-`; a name longer
-    than `limit` keeps its start and ends with a hash of the whole original text."""
-    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
-    if len(name) > limit:
-        name = name[:limit - _HASH - 1].rstrip("-") + "-" + short_hash(text)
-    return name
+    """A KFP name: see `kube.name`."""
+    return kube.name(text, limit)
 
 
 def dns_label(text: str, limit: int = ISVC_MAX) -> str:
-    """A DNS-1035 label (starts with a letter, ends alphanumeric) of at most `limit` characters."""
-    name = kfp_name(text, limit)
-    if not name[0].isalpha():
-        name = kfp_name("m-" + text, limit)
-    return name
+    return kube.dns_label(text, limit)
 
 
 def assign(ids: list[str], make=kfp_name) -> tuple[dict[str, str], list[tuple[str, str]]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pipespec.compiler.ir import Graph
 
+from ..base import unknown_options
 from .names import DNS_LABEL, DNS_SUBDOMAIN
 
 DEFAULT_IMAGE = "pipespec"
@@ -36,8 +37,7 @@ class Options:
 
 def resolve(ir: Graph, overrides: dict[str, Any]) -> tuple[Options, list[tuple[str, str]]]:
     """The effective options and every problem with them (unknown keys, bad values)."""
-    problems = [(f"--option {k}", f"unknown option (known: {', '.join(OPTIONS)})")
-                for k in sorted(set(overrides) - set(OPTIONS))]
+    problems = unknown_options(overrides, OPTIONS)
     values = {k: v for k, v in (json.loads(ir.targets).get("kubeflow") or {}).items() if v is not None}
     for key in sorted(set(overrides) & set(OPTIONS)):
         values[key] = _parse(key, overrides[key], problems)

@@ -12,12 +12,12 @@ Gates also output `passed` (BOOLEAN); a rollout's
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
 from pipespec.compiler.ir import Graph, Node, Resources
 
+from ..kube import cpu_quantity, memory_quantity
 from .names import KFP_MAX, kfp_name
 from .options import Options
 
@@ -35,8 +35,6 @@ see, gates and rollouts read the model registry (and rollouts change it): always
 pipespec store still reuses their cached results)."""
 _ROLE = re.compile(r"^[a-z][a-z_]*$")
 _GPU = "nvidia.com/gpu"
-_BINARY = ((2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki"))
-_DECIMAL = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k"))
 
 
 def param(name: str) -> str:
@@ -160,19 +158,6 @@ def resource_limits(cpus: float | None, memory: int | None, gpus: int) -> dict:
     if gpus:
         out["accelerator"] = {"count": str(gpus), "resourceCount": str(gpus), "type": _GPU, "resourceType": _GPU}
     return out
-
-
-def cpu_quantity(cpus: float) -> str:
-    if float(cpus).is_integer():
-        return str(int(cpus))
-    return f"{math.ceil(cpus * 1000)}m"
-
-
-def memory_quantity(size: int) -> str:
-    """The shortest exact Kubernetes quantity: `2Gi`, `2G`, `1536Mi`, or plain bytes."""
-    exact = [(size // factor, unit) for factor, unit in _BINARY + _DECIMAL if size % factor == 0]
-    number, unit = min(exact, default=(size, ""), key=lambda e: len(str(e[0])))
-    return f"{number}{unit}"
 
 
 # --- tasks -----------------------------------------------------------------------------

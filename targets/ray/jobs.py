@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pipespec.compiler.ir import Graph
 
-from ..base import Artifact, UnsupportedError, literal
+from ..base import Artifact, UnsupportedError, literal, unknown_options
 
 name = "ray"
 description = "a Ray Jobs package: the IR, a driver script and its runtime_env (ray job submit)"
@@ -67,10 +67,9 @@ if __name__ == "__main__":
 
 
 def compile(ir: Graph, options: dict[str, Any]) -> Artifact:
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise UnsupportedError(name, [(f"--option {k}", f"unknown option (known: {', '.join(OPTIONS)})")
-                                      for k in unknown])
+    problems = unknown_options(options, OPTIONS)
+    if problems:
+        raise UnsupportedError(name, problems)
     ir_file = f"{ir.pipeline}.ir.json"
     return Artifact({
         ir_file: ir.to_json().encode(),

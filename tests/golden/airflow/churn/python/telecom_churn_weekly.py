@@ -19,7 +19,7 @@ from airflow.providers.standard.operators.python import PythonOperator, ShortCir
 from airflow.providers.standard.sensors.time_delta import WaitSensor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-IR_FILE = os.path.join(HERE, 'telecom-churn.ir.json')
+IR_FILE = os.path.join(HERE, 'telecom-churn.de497f79fe93.ir.json')
 IR_SHA256 = 'de497f79fe93fcabdfe91223b6d2207616a04b526124fe25c5b68f905785279f'
 STORE = os.environ.get("PIPESPEC_STORE") or os.path.join(HERE, ".pipespec")
 ROOT = os.environ.get("PIPESPEC_ROOT") or HERE
@@ -74,11 +74,13 @@ def _call(function, node_id, arg):
 def _operator(task_id, node_id, what, arg, kwargs):
     if what == "hold":
         return Hold(task_id=task_id, time_to_wait=datetime.timedelta(seconds=arg), deferrable=True)
-    if what in ("gate", "step"):
-        # a failed gate skips everything after it; a rolled-back step skips the steps after it
+    if what == "gate":  # a failed gate skips everything after it
         return ShortCircuitOperator(task_id=task_id, python_callable=functools.partial(_call, what, node_id, arg),
-                                    ignore_downstream_trigger_rules=what == "gate", **kwargs)
-    return PythonOperator(task_id=task_id, python_callable=functools.partial(_call, "node", node_id, arg),
+                                    **kwargs)
+    # a rollout step that rolls back (or finds the rollout decided) skips itself, so the steps
+    # and holds after it are skipped and the decision (trigger rule none_failed) still runs
+    function = "step" if what == "step" else "node"
+    return PythonOperator(task_id=task_id, python_callable=functools.partial(_call, function, node_id, arg),
                           **kwargs)
 
 

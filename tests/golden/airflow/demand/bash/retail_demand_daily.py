@@ -19,7 +19,7 @@ from airflow.providers.standard.operators.bash import BashOperator
 from airflow.providers.standard.sensors.time_delta import WaitSensor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-IR_FILE = os.path.join(HERE, 'retail-demand.ir.json')
+IR_FILE = os.path.join(HERE, 'retail-demand.598e63ff72dc.ir.json')
 IR_SHA256 = '598e63ff72dcce3c769045f9d4c37a2c1913859abebc8c60bde7d80d514f0b64'
 STORE = os.environ.get("PIPESPEC_STORE") or os.path.join(HERE, ".pipespec")
 ROOT = os.environ.get("PIPESPEC_ROOT") or HERE
@@ -74,26 +74,39 @@ TASKS = (
 
 
 class PipespecStep(BashOperator):
-    """`pipespec step` in a shell.  No field is a Jinja template: spec text is data, never code."""
+    """`pipespec step` in a shell.  No field is a Jinja template: spec text is data, never code.
+    Its exit code decides the task: 0 success; 3 (blocked by a failed gate) skipped, and for a
+    rollout step also 4 (it rolled back) and 5 (already decided); 4 of the decision fails the
+    task without retries (re-running a rolled-back rollout decides the same); else failed."""
 
     template_fields = ()
     template_ext = ()
+
+    def execute(self, context):
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+        result = self.subprocess_hook.run_command(command=["bash", "-c", self.bash_command],
+                                                  env=self.get_env(context), output_encoding=self.output_encoding)
+        if result.exit_code in self.skip_on_exit_code:
+            raise AirflowSkipException(f"pipespec step exited {result.exit_code}: {result.output}")
+        if result.exit_code == 4:
+            raise AirflowFailException(f"the rollout was rolled back: {result.output}")
+        if result.exit_code != 0:
+            raise AirflowException(f"pipespec step failed (exit {result.exit_code}): {result.output}")
+        return result.output
 
 
 COMMAND = ('exec "${PIPESPEC_BIN:-pipespec}" step "$PIPESPEC_IR" --node "$PIPESPEC_NODE" '
            '--store "$PIPESPEC_STORE" --root "$PIPESPEC_ROOT" --no-retries '
            '${PIPESPEC_ROLLOUT_STEP:+--rollout-step "$PIPESPEC_ROLLOUT_STEP"}')
-# exit codes of `pipespec step` that skip a task: 3 blocked by a failed gate; for a rollout
-# step also 4 (it rolled back) and 5 (the rollout was already decided)
 SKIP = {"step": (3, 4, 5)}
 
 
 def _operator(task_id, node_id, what, arg, kwargs):
     if what == "hold":
         return Hold(task_id=task_id, time_to_wait=datetime.timedelta(seconds=arg), deferrable=True)
-    env = {"PIPESPEC_IR": IR_FILE, "PIPESPEC_NODE": node_id, "PIPESPEC_STORE": STORE, "PIPESPEC_ROOT": ROOT}
-    if what == "step":
-        env["PIPESPEC_ROLLOUT_STEP"] = str(arg)
+    env = {"PIPESPEC_IR": IR_FILE, "PIPESPEC_NODE": node_id, "PIPESPEC_STORE": STORE, "PIPESPEC_ROOT": ROOT,
+           "PIPESPEC_ROLLOUT_STEP": str(arg) if what == "step" else ""}
     return PipespecStep(task_id=task_id, bash_command=COMMAND, env=env, append_env=True,
                         skip_on_exit_code=SKIP.get(what, (3,)), **kwargs)
 

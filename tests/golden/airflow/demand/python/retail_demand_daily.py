@@ -19,7 +19,7 @@ from airflow.providers.standard.operators.python import PythonOperator, ShortCir
 from airflow.providers.standard.sensors.time_delta import WaitSensor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-IR_FILE = os.path.join(HERE, 'retail-demand.ir.json')
+IR_FILE = os.path.join(HERE, 'retail-demand.598e63ff72dc.ir.json')
 IR_SHA256 = '598e63ff72dcce3c769045f9d4c37a2c1913859abebc8c60bde7d80d514f0b64'
 STORE = os.environ.get("PIPESPEC_STORE") or os.path.join(HERE, ".pipespec")
 ROOT = os.environ.get("PIPESPEC_ROOT") or HERE
@@ -83,11 +83,13 @@ def _call(function, node_id, arg):
 def _operator(task_id, node_id, what, arg, kwargs):
     if what == "hold":
         return Hold(task_id=task_id, time_to_wait=datetime.timedelta(seconds=arg), deferrable=True)
-    if what in ("gate", "step"):
-        # a failed gate skips everything after it; a rolled-back step skips the steps after it
+    if what == "gate":  # a failed gate skips everything after it
         return ShortCircuitOperator(task_id=task_id, python_callable=functools.partial(_call, what, node_id, arg),
-                                    ignore_downstream_trigger_rules=what == "gate", **kwargs)
-    return PythonOperator(task_id=task_id, python_callable=functools.partial(_call, "node", node_id, arg),
+                                    **kwargs)
+    # a rollout step that rolls back (or finds the rollout decided) skips itself, so the steps
+    # and holds after it are skipped and the decision (trigger rule none_failed) still runs
+    function = "step" if what == "step" else "node"
+    return PythonOperator(task_id=task_id, python_callable=functools.partial(_call, function, node_id, arg),
                           **kwargs)
 
 
