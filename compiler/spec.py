@@ -30,7 +30,11 @@ _MEMORY_UNITS = {"B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "KB": 
 
 SCHEDULE_PRESETS = frozenset({"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly",
                               "@quarterly", "@yearly", "@annually"})
-_CRON = re.compile(r"^[0-9A-Za-z*/,?#LW-]+(\s+[0-9A-Za-z*/,?#LW-]+){4,5}$")
+_MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
+_DAYS = "SUN MON TUE WED THU FRI SAT".split()
+_CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()),
+                ("month", 1, 12, _MONTHS), ("day of week", 0, 7, _DAYS))
+_CRON_PART = re.compile(r"^(\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/([0-9]+))?$")
 SQL_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg://", "postgres://")
 ColumnType = Literal["int64", "int32", "float64", "float32", "bool", "string", "date", "timestamp"]
 assert set(ColumnType.__args__) == set(COLUMN_TYPES)
@@ -57,6 +61,33 @@ def format_duration(seconds: int) -> str:
             parts.append(f"{rest // size}{unit}")
             rest %= size
     return "".join(parts) or "0s"
+
+
+def cron_problem(text: str) -> str | None:
+    """What is wrong with a 5-field cron expression (minute hour day month weekday), or None.
+    Each field: `*`, a value, a range `a-b`, each optionally `/step`, comma-separated;
+    months and weekdays also by name (JAN, MON); weekday 7 is Sunday."""
+    fields = text.split()
+    if len(fields) != 5:
+        return f"{len(fields)} fields, expected 5: minute hour day month weekday"
+    for value, (what, low, high, names) in zip(fields, _CRON_FIELDS):
+        for part in value.split(","):
+            m = _CRON_PART.match(part)
+            ends = [] if not m or m.group(1) == "*" else m.group(1).split("-")
+            numbers = [_cron_value(e, names) for e in ends]
+            if not m or None in numbers or any(not low <= n <= high for n in numbers) \
+                    or (m.group(2) is not None and int(m.group(2)) == 0):
+                return f"{what} {part!r} is not in {low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+    return None
+
+
+def _cron_value(text: str, names: list[str]) -> int | None:
+    if text.isdigit():
+        return int(text)
+    upper = text.upper()
+    if upper in names:
+        return names.index(upper) + (1 if names is _MONTHS else 0)
+    return None
 
 
 def parse_memory(text: str) -> int:
@@ -337,9 +368,11 @@ class AirflowOptions(Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, v):
-        if v is not None and v not in SCHEDULE_PRESETS and not _CRON.match(v.strip()):
-            raise error("E0104", f"'{v}' is neither a cron expression (5 or 6 fields) nor one of "
-                                 + ", ".join(sorted(SCHEDULE_PRESETS)))
+        if v is not None and v not in SCHEDULE_PRESETS:
+            why = cron_problem(v)
+            if why:
+                raise error("E0104", f"'{v}' is neither a cron expression ({why}) nor one of "
+                                     + ", ".join(sorted(SCHEDULE_PRESETS)))
         return v
 
     @field_validator("start_date")

@@ -267,3 +267,22 @@ def test_a_bad_namespace_is_rejected():
     g = graph(ROOT / "examples" / "churn" / "pipeline.yaml")
     with pytest.raises(UnsupportedError, match="not a Kubernetes namespace"):
         target.compile(g, {"operator": "kubernetes", "image": "i:1", "namespace": "Bad_NS"})
+
+
+GOOD_CRON = ["0 4 * * 1", "*/15 0-6,22 1 JAN-MAR mon-fri", "0 0 * * 7", "5-10/2 * * * *", "@continuous", "@once"]
+BAD_CRON = ["a b c d e", "L L L L L", "99 99 * * *", "0 0 1 13 *", "0 0 */0 * *"]
+
+
+def test_the_compiler_accepts_the_schedules_airflow_accepts_and_rejects_the_others(tmp_path):
+    from pipespec.compiler.spec import SCHEDULE_PRESETS, cron_problem
+
+    g = graph(ROOT / "examples" / "churn" / "pipeline.yaml")
+    for name, schedules in (("good", GOOD_CRON), ("bad", BAD_CRON)):
+        for i, schedule in enumerate(schedules):
+            accepted = schedule in SCHEDULE_PRESETS or cron_problem(schedule) is None
+            assert accepted == (name == "good"), schedule
+            airflow_opts = {"schedule": schedule, "start_date": "2025-01-01", "dag_id": f"{name}{i}"}
+            bad = dataclasses.replace(g, targets=json.dumps({"airflow": airflow_opts}))
+            airflow_env.write(target.compile(bad, {}).files, tmp_path / name / str(i))
+    assert airflow_env.dagbag(tmp_path / "good").import_errors == {}
+    assert len(airflow_env.dagbag(tmp_path / "bad").import_errors) == len(BAD_CRON)  # Airflow agrees

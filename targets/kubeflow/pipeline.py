@@ -3,8 +3,9 @@
 
 Each task's inputs are the pipeline's `ir`, `store` and `root`, its node id and the node's
 IR fingerprint (constants), and every upstream task's `digest` (of its output, written by
-`pipespec step --digest-file`): so KFP's own cache key follows the data exactly — a task is
-reused when, and only when, its definition and its inputs' bytes are unchanged.  Each task
+`pipespec step --digest-file`): so KFP's own cache key follows the data — within one IR
+version (the content-named IR's URL is an input too, so a changed spec starts afresh), a task
+is reused when its inputs' bytes are unchanged.  Each task
 also outputs `result`, the JSON line `pipespec step` prints, for people reading the run.
 Gates also output `passed` (BOOLEAN); a rollout's
 `triggerPolicy.condition` requires every gate it depends on to have passed.
