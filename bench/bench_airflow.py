@@ -75,8 +75,9 @@ def measure(n: int, work: Path, repeat: int) -> dict[str, float]:
     (hand / "hand.py").write_text(hand_written(graph))
     generated, written = parse_seconds(gen, repeat), parse_seconds(hand, repeat)
     return {"nodes": n, "compile_s": compile_s, "parse_s": generated, "hand_s": written,
-            "ratio": generated / written, "dag_kib": len(files[f"{graph.pipeline.replace('-', '_')}.py"]) / 1024,
-            "ir_kib": len(files[f"{graph.pipeline}.ir.json"]) / 1024}
+            "ratio": generated / written,
+            "dag_kib": sum(len(d) for n, d in files.items() if n.endswith(".py")) / 1024,
+            "ir_kib": sum(len(d) for n, d in files.items() if n.endswith(".ir.json")) / 1024}
 
 
 def main() -> None:
