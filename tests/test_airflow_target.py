@@ -286,3 +286,18 @@ def test_the_compiler_accepts_the_schedules_airflow_accepts_and_rejects_the_othe
             airflow_env.write(target.compile(bad, {}).files, tmp_path / name / str(i))
     assert airflow_env.dagbag(tmp_path / "good").import_errors == {}
     assert len(airflow_env.dagbag(tmp_path / "bad").import_errors) == len(BAD_CRON)  # Airflow agrees
+
+
+def test_compile_target_airflow_through_the_cli(tmp_path):
+    from click.testing import CliRunner
+    from pipespec.cli import main
+
+    out = tmp_path / "dags"
+    done = CliRunner().invoke(main, ["compile", str(ROOT / "examples" / "churn" / "pipeline.yaml"),
+                                     "--target", "airflow", "-o", str(out), "--option", "operator=bash"])
+    assert done.exit_code == 0, done.output
+    assert sorted(p.suffix for p in out.iterdir()) == [".json", ".py"]
+    assert "class PipespecStep(BashOperator)" in (out / "telecom_churn_weekly.py").read_text()
+    bad = CliRunner().invoke(main, ["compile", str(ROOT / "examples" / "churn" / "pipeline.yaml"),
+                                    "--target", "airflow", "-o", str(out), "--option", "operator=docker"])
+    assert bad.exit_code == 1 and "'docker' is not one of python, bash, kubernetes" in bad.output

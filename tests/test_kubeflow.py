@@ -389,6 +389,7 @@ def test_compile_target_kubeflow_through_the_cli(tmp_path):
     assert done.exit_code == 0, done.output
     assert (out / "pipeline.yaml").is_file() and (out / "serving" / "README.md").is_file()
     assert [d["kind"] for d in yaml.safe_load_all((out / "pipeline.yaml").read_bytes())] == ["Pipeline", "PipelineVersion"]
+    assert "pipeline.yaml:150:1: warning: kubeflow: rollout.churn_gbm: KServe has no hold" in done.stderr
     bad = CliRunner().invoke(main, ["compile", str(ROOT / "examples" / "churn" / "pipeline.yaml"),
                                     "--target", "kubeflow", "-o", str(out), "--option", "nope=1"])
     assert bad.exit_code == 1 and "unknown option" in bad.output
