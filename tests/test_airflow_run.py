@@ -6,7 +6,6 @@ and says why; holds are really waited; a rolled-back canary stops at its step.""
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import sys

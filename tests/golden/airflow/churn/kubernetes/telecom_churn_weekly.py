@@ -10,7 +10,6 @@ and PIPESPEC_ROOT (read when the DAG is parsed) override the store and the data 
 from __future__ import annotations
 
 import datetime
-import functools
 import hashlib
 import os
 
