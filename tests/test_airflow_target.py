@@ -301,3 +301,34 @@ def test_compile_target_airflow_through_the_cli(tmp_path):
     bad = CliRunner().invoke(main, ["compile", str(ROOT / "examples" / "churn" / "pipeline.yaml"),
                                     "--target", "airflow", "-o", str(out), "--option", "operator=docker"])
     assert bad.exit_code == 1 and "'docker' is not one of python, bash, kubernetes" in bad.output
+
+
+def test_a_rolled_back_decision_pod_fails_without_retries_other_failures_retry(tmp_path, monkeypatch):
+    """PipespecPod.cleanup on pod objects as the API returns them.  The provider's own cleanup
+    talks to the cluster (patch, read, delete) before it raises, so here it is replaced by what
+    it raises for a failed pod (its message, the same exception); there is no cluster offline."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+    from kubernetes.client import models as k8s
+
+    def provider_cleanup(self, pod, remote_pod):
+        raise AirflowException(f"Pod {pod.metadata.name} returned a failure.")
+
+    monkeypatch.setattr(KubernetesPodOperator, "cleanup", provider_cleanup)
+    g = graph(ROOT / "examples" / "demand" / "pipeline.yaml")
+    bag = airflow_env.dagbag(airflow_env.write(target.compile(g, {}).files, tmp_path / "dags"))
+    dag = bag.dags["retail_demand_daily"]
+
+    def pod(code):
+        terminated = k8s.V1ContainerStateTerminated(exit_code=code)
+        status = k8s.V1ContainerStatus(name="base", image="i", image_id="", ready=False, restart_count=0,
+                                       state=k8s.V1ContainerState(terminated=terminated))
+        return k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="p", namespace="n"),
+                         status=k8s.V1PodStatus(phase="Failed", container_statuses=[status]))
+
+    decision = dag.get_task("rollout_demand_gbm")
+    with pytest.raises(AirflowFailException, match="rolled back"):
+        decision.cleanup(pod(4), pod(4))
+    with pytest.raises(AirflowException) as err:
+        decision.cleanup(pod(1), pod(1))
+    assert not isinstance(err.value, AirflowFailException)  # an ordinary failure: Airflow retries it

@@ -68,9 +68,28 @@ TASKS = (
 
 
 class PipespecPod(KubernetesPodOperator):
-    """`pipespec step` in a pod.  No field is a Jinja template: spec text is data, never code."""
+    """`pipespec step` in a pod.  No field is a Jinja template: spec text is data, never code.
+    Exit 4 of the decision (rolled back) fails the task without retries: a re-run decides the same."""
 
     template_fields = ()
+
+    def cleanup(self, pod, remote_pod):
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+        try:
+            return super().cleanup(pod, remote_pod)
+        except AirflowSkipException:
+            raise
+        except AirflowException as exc:
+            if _exit_code(remote_pod, self.base_container_name) == 4:
+                raise AirflowFailException(f"the rollout was rolled back: {exc}") from exc
+            raise
+
+
+def _exit_code(pod, container):
+    statuses = (pod.status.container_statuses if pod is not None and pod.status else None) or []
+    state = next((s.state for s in statuses if s.name == container), None)
+    return state.terminated.exit_code if state is not None and state.terminated else None
 
 
 SKIP = {"step": (3, 4, 5)}  # exit codes of `pipespec step` that skip the task: 3 blocked by a
