@@ -43,6 +43,9 @@ OPTIONS = {
     "namespace": "kubernetes: the pods' namespace (default: targets.airflow.namespace, else default)",
     "ir": "kubernetes: where pods read the IR (default: /pipespec/<the IR file's name>)",
 }
+SPEC_OPTIONS = ("schedule", "start_date", "catchup", "tags", "owner", "retries", "retry_delay", "pool")
+OPTIONS.update({key: f"overrides targets.airflow.{key}" + (" (comma-separated)" if key == "tags" else "")
+                for key in SPEC_OPTIONS})
 TASK_ID = re.compile(r"[^A-Za-z0-9_-]")
 _TEMPLATE = resources.files(__package__).joinpath("dag.py.j2").read_text(encoding="utf-8")
 
@@ -77,7 +80,9 @@ def _settings(ir: Graph, options: dict[str, Any]) -> dict:
     """`targets.airflow` from the spec, overridden by --option; every problem in one error."""
     spec = json.loads(ir.targets).get("airflow") or {}
     problems = unknown_options(options, OPTIONS)
-    s = dict(spec, **{k: v for k, v in options.items() if k in OPTIONS})
+    overrides, bad = _spec_overrides(options)
+    problems += bad
+    s = {**spec, **{k: v for k, v in options.items() if k in OPTIONS and k not in SPEC_OPTIONS}, **overrides}
     s.setdefault("operator", "python")
     s["dag_id"] = s.get("dag_id") or ir.pipeline.replace("-", "_")
     if s["operator"] not in FLAVOURS:
@@ -94,6 +99,20 @@ def _settings(ir: Graph, options: dict[str, Any]) -> dict:
     if problems:
         raise UnsupportedError(name, problems)
     return s
+
+
+def _spec_overrides(options: dict[str, Any]) -> tuple[dict, list[tuple[str, str]]]:
+    """`--option` values for `targets.airflow` keys, checked and typed by the spec's own model."""
+    given = {k: (v.split(",") if k == "tags" else v) for k, v in options.items() if k in SPEC_OPTIONS}
+    if not given:
+        return {}, []
+    from pydantic import ValidationError
+    from pipespec.compiler.spec import AirflowOptions
+    try:
+        model = AirflowOptions.model_validate(given, strict=False)
+    except ValidationError as exc:
+        return {}, [(f"--option {'.'.join(map(str, e['loc']))}", e["msg"]) for e in exc.errors()]
+    return model.model_dump(include=set(given)), []
 
 
 # --- tasks ---------------------------------------------------------------------------------
