@@ -35,6 +35,8 @@ _DAYS = "SUN MON TUE WED THU FRI SAT".split()
 _CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()),
                 ("month", 1, 12, _MONTHS), ("day of week", 0, 7, _DAYS))
 _CRON_PART = re.compile(r"^(\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/([0-9]+))?$")
+_CRON_SPECIAL = {"day of month": re.compile(r"^(\?|L|LW|([1-9]|[12][0-9]|3[01])W)$"),
+                 "day of week": re.compile(r"^(\?|L|L[0-7]|([0-7]|[A-Z]{3})#[1-5])$")}
 SQL_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg://", "postgres://")
 ColumnType = Literal["int64", "int32", "float64", "float32", "bool", "string", "date", "timestamp"]
 assert set(ColumnType.__args__) == set(COLUMN_TYPES)
@@ -64,21 +66,34 @@ def format_duration(seconds: int) -> str:
 
 
 def cron_problem(text: str) -> str | None:
-    """What is wrong with a 5-field cron expression (minute hour day month weekday), or None.
-    Each field: `*`, a value, a range `a-b`, each optionally `/step`, comma-separated;
-    months and weekdays also by name (JAN, MON); weekday 7 is Sunday."""
+    """What is wrong with a cron expression as Airflow (croniter) reads it, or None: 5 fields
+    (minute hour day month weekday) and an optional 6th (seconds).  Each field: `*`, a value, a
+    range `a-b`, each optionally `/step`, comma-separated; months and weekdays also by name
+    (JAN, MON; weekday 7 is Sunday); `?` in day and weekday; `L`, `LW` and `nW` in day; `L`,
+    `Ln` (the last weekday n of the month) and `n#k` in weekday."""
     fields = text.split()
-    if len(fields) != 5:
-        return f"{len(fields)} fields, expected 5: minute hour day month weekday"
-    for value, (what, low, high, names) in zip(fields, _CRON_FIELDS):
+    if len(fields) not in (5, 6):
+        return f"{len(fields)} fields, expected 5: minute hour day month weekday (and seconds)"
+    for value, (what, low, high, names) in zip(fields, _CRON_FIELDS + (("second", 0, 59, ()),)):
         for part in value.split(","):
-            m = _CRON_PART.match(part)
-            ends = [] if not m or m.group(1) == "*" else m.group(1).split("-")
-            numbers = [_cron_value(e, names) for e in ends]
-            if not m or None in numbers or any(not low <= n <= high for n in numbers) \
-                    or (m.group(2) is not None and int(m.group(2)) == 0):
+            if not _cron_part_ok(part, what, low, high, names):
                 return f"{what} {part!r} is not in {low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
     return None
+
+
+def _cron_part_ok(part: str, what: str, low: int, high: int, names: list[str]) -> bool:
+    special = _CRON_SPECIAL.get(what)
+    if special and special.match(part.upper()):
+        token = re.match(r"^L?(\d+|[A-Z]{3})", part.upper())  # the day in 15W, L5, MON#1
+        value = _cron_value(token.group(1), names) if token else low
+        return value is not None and low <= value <= high
+    m = _CRON_PART.match(part)
+    if not m:
+        return False
+    ends = [] if m.group(1) == "*" else m.group(1).split("-")
+    numbers = [_cron_value(e, names) for e in ends]
+    step_ok = m.group(2) is None or int(m.group(2)) > 0
+    return step_ok and None not in numbers and all(low <= n <= high for n in numbers)
 
 
 def _cron_value(text: str, names: list[str]) -> int | None:

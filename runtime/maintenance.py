@@ -1,8 +1,8 @@
 """`pipespec cache ls|verify|gc`: what the store holds, whether it is intact, and cleaning it.
 
 gc keeps every entry named by the newest runs of each pipeline (in the main store
-and in every sample namespace) or by the newest result of each node run alone
-(`pipespec step`, what orchestrators call), every object those entries and the model
+and in every sample namespace) or by the newest `keep` results of each node run alone
+(`pipespec step`, what orchestrators call, rollout steps included), every object those entries and the model
 registry name, the rollout step reports of live rollouts, and anything younger than the
 grace period, so a run in progress (whose
 record is not written yet) never loses what it just stored.
@@ -92,7 +92,7 @@ def gc(store, keep_runs: int = 3, grace_seconds: float = 3600.0, dry_run: bool =
 
 
 def _collect(s, main, keep_runs: int, grace: float, out: Collected, dry_run: bool) -> None:
-    live_keys, live_objects = records.step_keys(s), set()
+    live_keys, live_objects = _step_keys(s, keep_runs, grace, out, dry_run), set()
     for pipeline in records.pipelines(s):
         for record in records.latest(s, pipeline, keep_runs):
             for node in record.get("nodes", []):
@@ -131,6 +131,22 @@ def _collect(s, main, keep_runs: int, grace: float, out: Collected, dry_run: boo
         out.temp_files.append(path)
         if not dry_run:
             os.remove(path)
+
+
+def _step_keys(s, keep: int, grace: float, out: Collected, dry_run: bool) -> set[str]:
+    """The keys of each node's newest `keep` step records (as for runs: several DAGs of one
+    spec, or overlapping runs, each keep theirs); older records past the grace go."""
+    keys, now = set(), time.time()
+    for paths in records.step_records(s).values():
+        aged = sorted(((_mtime(s, s.path(rel)), rel) for rel in paths), reverse=True)
+        for n, (mtime, rel) in enumerate(aged):
+            if n < keep or now - mtime < grace:
+                keys.add(rel.rsplit("/", 1)[1][:-5])
+                continue
+            out.entries.append(rel)
+            if not dry_run:
+                s.remove(rel)
+    return keys
 
 
 def _namespaces(store) -> list:

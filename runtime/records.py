@@ -1,5 +1,5 @@
 """Run records: one JSON document per run at `runs/<pipeline>/<run_id>.json`, and the newest
-result of each node run alone at `steps/<pipeline>/<node id>.json`.
+results of nodes run alone at `steps/<pipeline>/<node id>/<key>.json`.
 
 Run ids start with the UTC time, so sorting by id sorts by start; `latest` and
 `gc` rely on that.
@@ -38,21 +38,21 @@ def write(store, graph: ir.Graph, report, options) -> str:
 
 
 def write_step(store, pipeline: str, result: dict) -> None:
-    """The newest result of a node run on its own (`pipespec step`, what orchestrators call) at
-    `steps/<pipeline>/<node id>.json`: an orchestrated pipeline writes no run record, and gc
-    keeps what these name as it keeps what the newest runs name."""
-    store.write_json(f"steps/{pipeline}/{result['id']}.json",
+    """A node's result run on its own (`pipespec step`, what orchestrators call), at
+    `steps/<pipeline>/<node id>/<key>.json`, rewritten each time the key is used: an
+    orchestrated pipeline writes no run record, and gc keeps what the newest of these name."""
+    store.write_json(f"steps/{pipeline}/{result['id']}/{result['key']}.json",
                      {k: result.get(k) for k in ("id", "kind", "status", "key", "digest")})
 
 
-def step_keys(store) -> set[str]:
-    """The keys named by every pipeline's newest step results."""
-    keys = set()
+def step_records(store) -> dict[tuple[str, str], list[str]]:
+    """(pipeline, node id) -> the relative paths of its step records."""
+    found: dict[tuple[str, str], list[str]] = {}
     for rel in store.list("steps"):
-        record = store.read_json(rel) if rel.endswith(".json") else None
-        if record and record.get("key"):
-            keys.add(record["key"])
-    return keys
+        parts = rel.split("/")
+        if len(parts) == 4 and rel.endswith(".json"):
+            found.setdefault((parts[1], parts[2]), []).append(rel)
+    return found
 
 
 def run_ids(store, pipeline: str) -> list[str]:

@@ -180,20 +180,22 @@ class Runner:
 
     # --- rollout steps as their own tasks ----------------------------------------------
 
-    def run_rollout_step(self, node_id: str, k: int) -> tuple[dict, NodeResult | None]:
+    def run_rollout_step(self, node_id: str, k: int) -> tuple[dict, NodeResult | None, str]:
         """Step `k` of a rollout on its own (orchestrators run one task per step, with the
-        hold between them): (its report, None), or ({}, the cached decision) when the rollout
-        was already decided.  The report is kept in the store under the rollout's key, where
+        hold between them): (its report, None, the rollout's key), or ({}, the cached decision,
+        key) when the rollout was already decided.  The report is kept in the store under the rollout's key, where
         the decision (`run`) takes it instead of replaying that step again."""
         node = self.graph.node(node_id)
+        if node.kind != "Rollout" or not 1 <= k <= len(node.run_steps()):
+            raise RunError("E0808", f"{node_id} has no rollout step {k}")
         ctx, key, parts = self._prepare(node)
         cached = self._cached(node, key, parts)
         if cached is not None:
-            return {}, cached
+            return {}, cached, key
         from .ops.rollout import simulate_step
         report = simulate_step(ctx, k, alone=True)
         self.store.write_json(_step_path(key, k), report)
-        return report, None
+        return report, None, key
 
     def _step_reports(self, node: ir.Rollout, key: str) -> dict[int, dict]:
         found = {}

@@ -42,7 +42,10 @@ def run_step(graph: ir.Graph, node_id: str, store_url: str, root: str, sample_ro
     result = runner.run(node_id)
     data = result.to_json()
     if result.ok:
-        records.write_step(runner.store, graph.pipeline, data)
+        try:
+            records.write_step(runner.store, graph.pipeline, data)
+        except RunError as exc:
+            return EXIT_FAILED, _failed(node_id, exc)
     return exit_code(result), data
 
 
@@ -63,7 +66,9 @@ def _rollout_step(runner, node_id: str, k: int) -> tuple[int, dict]:
     way the later steps and holds must not run."""
     node = runner.graph.node(node_id)
     try:
-        report, decided = runner.run_rollout_step(node_id, k)
+        report, decided, key = runner.run_rollout_step(node_id, k)
+        records.write_step(runner.store, runner.graph.pipeline,  # keeps the reports live during holds
+                           {"id": node_id, "kind": "Rollout", "status": f"step {k}", "key": key})
     except Exception as exc:  # noqa: BLE001 - reported like a failed node
         error = map_exception(exc, f"rollout {node.name}, step {k}")
         return EXIT_FAILED, _failed(node_id, error)

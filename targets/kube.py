@@ -9,6 +9,8 @@ import re
 
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 """A DNS-1035 label (starts with a letter): valid wherever Kubernetes wants a short name."""
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+"""A DNS-1123 label (may start with a digit): what a namespace must be (at most 63)."""
 _HASH = 8
 _BINARY = ((2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki"))
 _DECIMAL = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k"))
@@ -39,7 +41,7 @@ def cpu_quantity(cpus: float) -> str:
     """`2`, or millicores for a fraction (`0.5` -> `500m`)."""
     if float(cpus).is_integer():
         return str(int(cpus))
-    return f"{math.ceil(cpus * 1000)}m"
+    return f"{math.ceil(round(cpus * 1000, 6))}m"  # round first: 4.03 * 1000 is 4030.000000000004
 
 
 def memory_quantity(size: int) -> str:

@@ -269,8 +269,10 @@ def test_a_bad_namespace_is_rejected():
         target.compile(g, {"operator": "kubernetes", "image": "i:1", "namespace": "Bad_NS"})
 
 
-GOOD_CRON = ["0 4 * * 1", "*/15 0-6,22 1 JAN-MAR mon-fri", "0 0 * * 7", "5-10/2 * * * *", "@continuous", "@once"]
-BAD_CRON = ["a b c d e", "L L L L L", "99 99 * * *", "0 0 1 13 *", "0 0 */0 * *"]
+GOOD_CRON = ["0 4 * * 1", "*/15 0-6,22 1 JAN-MAR mon-fri", "0 0 * * 7", "5-10/2 * * * *", "@continuous", "@once",
+             "0 0 L * *", "0 9 * * MON#1", "0 0 ? * *", "0 0 15W * *", "0 0 * * L5", "0 0 * * * *"]
+BAD_CRON = ["a b c d e", "L L L L L", "99 99 * * *", "0 0 1 13 *", "0 0 */0 * *", "0 0 32W * *", "0 0 * * 1#6",
+            "0 0 * * XYZ#1", "0 0 * * 5L"]
 
 
 def test_the_compiler_accepts_the_schedules_airflow_accepts_and_rejects_the_others(tmp_path):

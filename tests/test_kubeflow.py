@@ -407,5 +407,6 @@ def test_a_spec_without_an_image_compiles_with_a_warning(tmp_path):
     spec.write_text("pipespec: 1\npipeline: noimg\nsources:\n  d: {format: csv, path: d.csv, schema: {x: int64}}\n")
     artifact = kubeflow.compile(compile_file(str(spec), []).ir, {})
     assert any("no image given" in w for w in artifact.warnings)
-    artifact = kubeflow.compile(compile_file(str(spec), []).ir, {"image": "registry.example/pipespec:1"})
-    assert not any("no image given" in w for w in artifact.warnings)
+    for image in ("registry.example/pipespec:1", "pipespec"):  # given, even if it is the placeholder's name
+        artifact = kubeflow.compile(compile_file(str(spec), []).ir, {"image": image})
+        assert not any("no image given" in w for w in artifact.warnings)

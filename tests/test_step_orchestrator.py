@@ -181,3 +181,54 @@ def test_gc_keeps_what_steps_produced_and_drops_dead_rollout_step_reports(tmp_pa
     assert verify(Store(str(store))) == []
     for node in NODES + ["rollout.m"]:  # everything is still cached
         assert step(ir, node, store)[1]["status"] == "cached"
+
+
+def age(folder: Path, seconds: float = 7200) -> None:
+    """Make every file under `folder` look `seconds` old (past gc's grace period)."""
+    import os
+    import time
+    then = time.time() - seconds
+    for p in folder.rglob("*"):
+        if p.is_file():
+            os.utime(p, (then, then))
+
+
+def test_gc_keeps_two_orchestrated_pipelines_of_one_spec_and_a_rollout_mid_hold(tmp_path):
+    """DAG A (default params) is between its rollout steps (a long hold) while DAG B (other
+    params) runs to the end on the same store; gc past the grace keeps what A still needs."""
+    from pipespec.runtime.maintenance import gc
+    from pipespec.runtime.store import Store
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = compile_ir(tmp_path / "a")
+    b = compile_ir(tmp_path / "b", "error_rate > 0.5", "min_acc=0.1")
+    store = tmp_path / "s"
+    upstream(a, store)
+    assert step(a, "rollout.m", store, "--rollout-step", "1")[0] == 0
+    upstream(b, store)
+    assert step(b, "rollout.m", store)[0] == 0
+    age(store)
+    gc(Store(str(store)), grace_seconds=3600)
+    code, data = step(a, "rollout.m", store, "--rollout-step", "2")
+    assert code == 0, data
+    code, data = step(a, "rollout.m", store)
+    assert code == 0 and data["summary"]["steps"][0]["hold"].startswith("hold 1h left to the orchestrator")
+
+
+def test_gc_drops_step_records_beyond_the_newest_keep_per_node(tmp_path):
+    from pipespec.runtime.maintenance import gc
+    from pipespec.runtime.store import Store
+
+    store = tmp_path / "s"
+    for i in range(4):  # four param values: four keys for every node
+        folder = tmp_path / f"v{i}"
+        folder.mkdir()
+        ir = compile_ir(folder, "error_rate > 0.5", f"min_acc={i / 10}")
+        upstream(ir, store)
+        age(store, 7200 - i * 60)  # older runs look older
+    gate_records = sorted((store / "steps" / "step-demo" / "gate.ok").iterdir())
+    assert len(gate_records) == 4
+    out = gc(Store(str(store)), keep_runs=3, grace_seconds=3600)
+    assert len(list((store / "steps" / "step-demo" / "gate.ok").iterdir())) == 3
+    assert any(e.startswith("steps/step-demo/gate.ok/") for e in out.entries)

@@ -94,7 +94,7 @@ def _settings(ir: Graph, options: dict[str, Any]) -> dict:
     if s["operator"] == "kubernetes" and not s.get("image"):
         problems.append(("image", "the kubernetes operator needs an image (targets.airflow.image or "
                                   "--option image=REF)"))
-    if s.get("namespace") and not (len(s["namespace"]) <= 63 and kube.DNS_LABEL.match(s["namespace"])):
+    if s.get("namespace") and not (len(s["namespace"]) <= 63 and kube.DNS1123_LABEL.match(s["namespace"])):
         problems.append(("namespace", f"{s['namespace']!r} is not a Kubernetes namespace (a DNS label)"))
     if problems:
         raise UnsupportedError(name, problems)

@@ -39,7 +39,7 @@ def compile(ir: Graph, options_: dict[str, Any]) -> Artifact:  # noqa: A001 - th
     files.update({path: dump(doc) for path, doc in manifests.items()})
     if readme:
         files["serving/README.md"] = readme.encode()
-    if opts.image == options.DEFAULT_IMAGE:
+    if not (options_.get("image") or (json.loads(ir.targets).get("kubeflow") or {}).get("image")):
         warnings.insert(0, f"{ir.source_file or ir.pipeline}: warning: kubeflow: no image given "
                            f"(targets.kubeflow.image or --option image=REF): the tasks name the "
                            f"placeholder {options.DEFAULT_IMAGE!r}, an image holding pipespec you must build")

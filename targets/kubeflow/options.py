@@ -10,7 +10,8 @@ from typing import Any
 from pipespec.compiler.ir import Graph
 
 from ..base import unknown_options
-from .names import DNS_LABEL, DNS_SUBDOMAIN
+from .. import kube
+from .names import DNS_SUBDOMAIN
 
 DEFAULT_IMAGE = "pipespec"
 
@@ -56,7 +57,7 @@ def _parse(key: str, text: Any, problems: list) -> Any:
 
 
 def _check(values: dict[str, Any]) -> list[tuple[str, str]]:
-    checks = (("namespace", DNS_LABEL, 63), ("service_account", DNS_SUBDOMAIN, 253))
+    checks = (("namespace", kube.DNS1123_LABEL, 63), ("service_account", DNS_SUBDOMAIN, 253))
     problems = [(f"targets.kubeflow.{key}", f"{values[key]!r} is not a valid Kubernetes name")
                 for key, pattern, limit in checks
                 if key in values and not (isinstance(values[key], str) and len(values[key]) <= limit

@@ -3,8 +3,9 @@
 Do not edit: change the spec and compile again.  One task per IR node (a rollout is one
 task per step, a hold between steps, then the decision); each runs that node as
 `pipespec step` does, cached in the store by content hash, and passes only keys and
-digests through XCom.  The IR beside this file is what the tasks run; PIPESPEC_STORE
-and PIPESPEC_ROOT (read when the DAG is parsed) override the store and the data root.
+digests through XCom.  The IR beside this file is what the tasks run.  The store and the
+data root: as compiled (`--option store=… root=…`), else PIPESPEC_STORE and PIPESPEC_ROOT
+where the DAG is parsed, else beside this file.
 """
 
 from __future__ import annotations
@@ -85,14 +86,15 @@ class PipespecStep(BashOperator):
         from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
         result = self.subprocess_hook.run_command(command=["bash", "-c", self.bash_command],
-                                                  env=self.get_env(context), output_encoding=self.output_encoding)
+                                                  env=self.get_env(context), output_encoding=self.output_encoding,
+                                                  cwd=self.cwd)
         if result.exit_code in self.skip_on_exit_code:
             raise AirflowSkipException(f"pipespec step exited {result.exit_code}: {result.output}")
         if result.exit_code == 4:
             raise AirflowFailException(f"the rollout was rolled back: {result.output}")
         if result.exit_code != 0:
             raise AirflowException(f"pipespec step failed (exit {result.exit_code}): {result.output}")
-        return result.output
+        return self.output_processor(result.output)
 
 
 COMMAND = ('exec "${PIPESPEC_BIN:-pipespec}" step "$PIPESPEC_IR" --node "$PIPESPEC_NODE" '

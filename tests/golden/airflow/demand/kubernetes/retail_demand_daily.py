@@ -3,8 +3,9 @@
 Do not edit: change the spec and compile again.  One task per IR node (a rollout is one
 task per step, a hold between steps, then the decision); each runs that node as
 `pipespec step` does, cached in the store by content hash, and passes only keys and
-digests through XCom.  The IR beside this file is what the tasks run; PIPESPEC_STORE
-and PIPESPEC_ROOT (read when the DAG is parsed) override the store and the data root.
+digests through XCom.  The IR beside this file is what the tasks run.  The store and the
+data root: as compiled (`--option store=… root=…`), else PIPESPEC_STORE and PIPESPEC_ROOT
+where the DAG is parsed, else beside this file.
 """
 
 from __future__ import annotations
