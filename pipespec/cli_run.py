@@ -188,8 +188,10 @@ def plan(spec, params, store_url, only, force, sample, seed, no_cache, fmt):
               help="For a gate: write its verdict, `true` or `false`, to PATH.")
 @click.option("--digest-file", type=click.Path(dir_okay=False, path_type=str), metavar="PATH",
               help="Write the output's digest to PATH (what an orchestrator's own cache can key on).")
+@click.option("--ir-sha256", metavar="HEX",
+              help="Refuse to run unless IR_JSON's SHA-256 is HEX (the IR the DAG was compiled with).")
 def step(ir_json, node_id, store_url, root, sample, seed, hold, rollout_step, no_retries, result_file,
-         passed_file, digest_file):
+         passed_file, digest_file, ir_sha256):
     """Run exactly one node of an IR in this process (the entry point orchestrators call).
 
     IR_JSON is a file or an fsspec URL.  Upstream results are found in the store by their
@@ -200,7 +202,7 @@ def step(ir_json, node_id, store_url, root, sample, seed, hold, rollout_step, no
     """
     from pipespec.runtime.stepcli import line, run_step, verdict
 
-    graph = _read_ir(ir_json)
+    graph = _read_ir(ir_json, ir_sha256)
     if passed_file and any(n.id == node_id and n.kind != "Gate" for n in graph.nodes):
         raise click.BadParameter(f"{node_id} is not a gate", param_hint="--passed-file")
     code, data = run_step(graph, node_id, store_url, root or _ir_dir(ir_json), sample, seed, hold,
@@ -217,8 +219,11 @@ def step(ir_json, node_id, store_url, root, sample, seed, hold, rollout_step, no
     sys.exit(code)
 
 
-def _read_ir(ir_json: str):
-    """The IR from a file or fsspec URL; exit 1 with one line when it is not a pipespec IR."""
+def _read_ir(ir_json: str, sha256: str | None = None):
+    """The IR from a file or fsspec URL; exit 1 with one line when it is not a pipespec IR, or
+    not the one expected."""
+    import hashlib
+
     from pipespec.compiler.ir import Graph
 
     try:
@@ -231,6 +236,11 @@ def _read_ir(ir_json: str):
                 raw = fh.read()
     except (OSError, ValueError, ImportError) as exc:
         click.echo(f"error: cannot read {ir_json}: {exc}", err=True)
+        sys.exit(EXIT_SPEC_ERROR)
+    if sha256 and hashlib.sha256(raw).hexdigest() != sha256.lower():
+        click.echo(f"error: {ir_json} is not the IR this task was compiled with (SHA-256 "
+                   f"{hashlib.sha256(raw).hexdigest()[:12]}…, expected {sha256[:12]}…): deploy the IR "
+                   "that `pipespec compile` wrote beside it", err=True)
         sys.exit(EXIT_SPEC_ERROR)
     try:
         return Graph.from_json(raw)

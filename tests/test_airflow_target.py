@@ -193,6 +193,7 @@ def test_kubernetes_flavour_builds_the_pod_offline(tmp_path):
         args = container.args
         (ir_file,) = [n for n in files if n.endswith(".ir.json")]
         assert args[:2] == ["step", f"/pipespec/{ir_file}"]
+        assert args[args.index("--ir-sha256") + 1] == hashlib.sha256(files[ir_file]).hexdigest()
         assert args[args.index("--store") + 1] == "s3://bucket/store" and "--no-retries" in args
         assert kube.DNS_LABEL.match(op.name) and len(op.name) <= 50
         assert set(op.skip_on_exit_code) == ({3, 4, 5} if "-step" in op.task_id else {3})

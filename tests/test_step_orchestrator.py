@@ -232,3 +232,14 @@ def test_gc_drops_step_records_beyond_the_newest_keep_per_node(tmp_path):
     out = gc(Store(str(store)), keep_runs=3, grace_seconds=3600)
     assert len(list((store / "steps" / "step-demo" / "gate.ok").iterdir())) == 3
     assert any(e.startswith("steps/step-demo/gate.ok/") for e in out.entries)
+
+
+def test_a_step_refuses_an_ir_other_than_the_one_compiled_against(tmp_path):
+    import hashlib
+    ir = compile_ir(tmp_path)
+    right = hashlib.sha256(ir.read_bytes()).hexdigest()
+    code, data = step(ir, "source.rows", tmp_path / "s", "--ir-sha256", right)
+    assert code == 0 and data["status"] == "done"
+    result = CliRunner().invoke(main, ["step", str(ir), "--node", "source.rows", "--store", str(tmp_path / "s"),
+                                       "--ir-sha256", "0" * 64])
+    assert result.exit_code == 1 and "is not the IR this task was compiled with" in result.output

@@ -88,8 +88,8 @@ class PipespecStep(BashOperator):
         return self.output_processor(result.output)
 
 
-COMMAND = ('exec "${PIPESPEC_BIN:-pipespec}" step "$PIPESPEC_IR" --node "$PIPESPEC_NODE" '
-           '--store "$PIPESPEC_STORE" --root "$PIPESPEC_ROOT" --no-retries '
+COMMAND = ('exec "${PIPESPEC_BIN:-pipespec}" step "$PIPESPEC_IR" --ir-sha256 "$PIPESPEC_IR_SHA256" '
+           '--node "$PIPESPEC_NODE" --store "$PIPESPEC_STORE" --root "$PIPESPEC_ROOT" --no-retries '
            '${PIPESPEC_ROLLOUT_STEP:+--rollout-step "$PIPESPEC_ROLLOUT_STEP"}')
 SKIP = {"step": (3, 4, 5)}
 
@@ -97,8 +97,8 @@ SKIP = {"step": (3, 4, 5)}
 def _operator(task_id, node_id, what, arg, kwargs):
     if what == "hold":
         return Hold(task_id=task_id, time_to_wait=datetime.timedelta(seconds=arg), deferrable=True)
-    env = {"PIPESPEC_IR": IR_FILE, "PIPESPEC_NODE": node_id, "PIPESPEC_STORE": STORE, "PIPESPEC_ROOT": ROOT,
-           "PIPESPEC_ROLLOUT_STEP": str(arg) if what == "step" else ""}
+    env = {"PIPESPEC_IR": IR_FILE, "PIPESPEC_IR_SHA256": IR_SHA256, "PIPESPEC_NODE": node_id,
+           "PIPESPEC_STORE": STORE, "PIPESPEC_ROOT": ROOT, "PIPESPEC_ROLLOUT_STEP": str(arg) if what == "step" else ""}
     return PipespecStep(task_id=task_id, bash_command=COMMAND, env=env, append_env=True,
                         skip_on_exit_code=SKIP.get(what, (3,)), **kwargs)
 

@@ -102,8 +102,8 @@ def _operator(task_id, node_id, what, arg, kwargs):
         return Hold(task_id=task_id, time_to_wait=datetime.timedelta(seconds=arg), deferrable=True)
     kwargs = dict(kwargs)
     resources = kwargs.pop("container_resources", None)
-    arguments = ["step", IR_IN_POD, "--node", node_id, "--store", STORE, "--root", ROOT, "--no-retries",
-                 "--result-file", "/airflow/xcom/return.json"]
+    arguments = ["step", IR_IN_POD, "--ir-sha256", IR_SHA256, "--node", node_id, "--store", STORE, "--root", ROOT,
+                 "--no-retries", "--result-file", "/airflow/xcom/return.json"]
     if what == "step":
         arguments += ["--rollout-step", str(arg)]
     return PipespecPod(task_id=task_id, image=IMAGE, namespace=NAMESPACE, cmds=["pipespec"],
