@@ -7,6 +7,7 @@ Refresh the golden files with PIPESPEC_UPDATE_GOLDEN=1 and review the diff."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -147,8 +148,10 @@ def test_one_task_per_node_components_by_kind_and_the_step_command():
     container = spec["deploymentSpec"]["executors"]["exec-gate"]["container"]
     assert container["image"] == "ghcr.io/example/pipespec-runtime:0.1"
     assert container["command"] == ["pipespec", "step"]
+    (ir_bytes,) = [data for name, data in example("churn").files.items() if name.endswith(".ir.json")]
     assert container["args"] == [
-        "{{$.inputs.parameters['ir']}}", "--node", "{{$.inputs.parameters['node']}}",
+        "{{$.inputs.parameters['ir']}}", "--ir-sha256", hashlib.sha256(ir_bytes).hexdigest(),
+        "--node", "{{$.inputs.parameters['node']}}",
         "--store", "{{$.inputs.parameters['store']}}", "--root", "{{$.inputs.parameters['root']}}",
         "--no-retries", "--result-file", "{{$.outputs.parameters['result'].output_file}}",
         "--digest-file", "{{$.outputs.parameters['digest'].output_file}}", "--passed-file", "{{$.outputs.parameters['passed'].output_file}}"]

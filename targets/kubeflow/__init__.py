@@ -34,7 +34,8 @@ def compile(ir: Graph, options_: dict[str, Any]) -> Artifact:  # noqa: A001 - th
     if problems:
         raise UnsupportedError(name, problems)
     ir_name, ir_json = ir_file(ir)
-    spec = pipeline.pipeline_spec(ir, opts, tasks, ir_name, fingerprints(ir, ir_json))
+    spec = pipeline.pipeline_spec(ir, opts, tasks, ir_name, fingerprints(ir, ir_json),
+                                  hashlib.sha256(ir_json).hexdigest())
     files = {PIPELINE_FILE: dump_pipeline(ir, spec, opts), ir_name: ir_json}
     files.update({path: dump(doc) for path, doc in manifests.items()})
     if readme:

@@ -47,7 +47,7 @@ def output_file(name: str) -> str:
 
 
 def pipeline_spec(ir: Graph, opts: Options, tasks: dict[str, str], ir_file: str,
-                  fingerprints: dict[str, str] | None = None) -> dict:
+                  fingerprints: dict[str, str] | None = None, ir_sha256: str | None = None) -> dict:
     """The PipelineSpec as data (JSON field names, as `json_format.MessageToDict` writes them)."""
     signatures = {n.id: signature(n) for n in ir.nodes}
     labels = component_labels(ir, signatures)
@@ -56,7 +56,8 @@ def pipeline_spec(ir: Graph, opts: Options, tasks: dict[str, str], ir_file: str,
         "pipelineInfo": pipeline_info(ir),
         "schemaVersion": SCHEMA_VERSION,
         "components": {labels[s]: component(s, labels[s]) for s in labels},
-        "deploymentSpec": {"executors": {executor_label(labels[s]): executor(s, opts) for s in labels}},
+        "deploymentSpec": {"executors": {executor_label(labels[s]): executor(s, opts, ir_sha256)
+                                         for s in labels}},
         "root": {"dag": {"tasks": {tasks[n.id]: task(n, labels[signatures[n.id]], tasks, opts, fingerprints[n.id])
                                    for n in ir.nodes}},
                  "inputDefinitions": {"parameters": root_inputs(opts, ir_file)}},
@@ -136,9 +137,11 @@ def component(sig: tuple, label: str) -> dict:
             "outputDefinitions": {"parameters": outputs}}
 
 
-def executor(sig: tuple, opts: Options) -> dict:
+def executor(sig: tuple, opts: Options, ir_sha256: str | None) -> dict:
+    """The container; `--ir-sha256` makes a task refuse an `ir` input other than the IR this
+    pipeline was compiled with (the input can be overridden when a run is submitted)."""
     kind, _, resources = sig
-    args = [param("ir"), "--node", param("node"), "--store", param("store"), "--root", param("root"),
+    args = [param("ir"), *(["--ir-sha256", ir_sha256] if ir_sha256 else []), "--node", param("node"), "--store", param("store"), "--root", param("root"),
             "--no-retries", "--result-file", output_file(RESULT), "--digest-file", output_file(DIGEST)]
     if kind == "Gate":
         args += ["--passed-file", output_file(PASSED)]
