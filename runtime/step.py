@@ -182,9 +182,9 @@ class Runner:
 
     def run_rollout_step(self, node_id: str, k: int) -> tuple[dict, NodeResult | None, str]:
         """Step `k` of a rollout on its own (orchestrators run one task per step, with the
-        hold between them): (its report, None, the rollout's key), or ({}, the cached decision,
-        key) when the rollout was already decided.  The report is kept in the store under the rollout's key, where
-        the decision (`run`) takes it instead of replaying that step again."""
+        hold between them): (its report, None, the rollout's key), or ({}, the cached
+        decision, key) when the rollout was already decided.  The report is kept in the store
+        under the rollout's key, where the decision (`run`) takes it instead of replaying it."""
         node = self.graph.node(node_id)
         if node.kind != "Rollout" or not 1 <= k <= len(node.run_steps()):
             raise RunError("E0808", f"{node_id} has no rollout step {k}")

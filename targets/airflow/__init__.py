@@ -3,9 +3,9 @@
 One task per IR node (rollouts: one task per rollout step, a hold between steps, then the
 decision); dependencies from the IR's edges.  The DAG file is data-driven: a table of
 tasks written as Python literals and a small loop that builds the operators, so the
-scheduler's parse imports only Airflow.  Every spec value enters it through
-`base.py`/`base.ident` (checked literals); no field of any generated operator is a Jinja
-template, so `{{ }}` in a spec is never rendered by Airflow either.
+scheduler's parse imports only Airflow.  Every spec value enters it through the `py` and
+`ident` filters of `base.python_template` (checked literals); no field of any generated
+operator is a Jinja template, so `{{ }}` in a spec is never rendered by Airflow either.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from pipespec.compiler.ir import Graph, Node
 from pipespec.compiler.spec import parse_duration
 
 from .. import kube
-
-EXIT_GATE, EXIT_ROLLED_BACK, EXIT_DECIDED = 3, 4, 5  # `pipespec step` (runtime/stepcli.py; no import:
-# the compiler side of a target stays light)
 from ..base import Artifact, UnsupportedError, ir_file, python_template, unknown_options
+
+# exit codes of `pipespec step` (runtime/stepcli.py; not imported, so compiling stays light —
+# a test checks they agree)
+EXIT_GATE, EXIT_ROLLED_BACK, EXIT_DECIDED = 3, 4, 5
 
 name = "airflow"
 description = "an Airflow 3 DAG file (python, bash or kubernetes tasks) and the IR it runs"
