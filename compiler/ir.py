@@ -144,6 +144,16 @@ class Step:
     hold_seconds: int | None = None
 
 
+def format_duration(seconds: int) -> str:
+    """Seconds (a `Step.hold_seconds`) as a spec writes durations: 1d12h, 30m, 45s."""
+    parts, rest = [], int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"
+
+
 @_register
 @dataclass(**_FROZEN)
 class Evaluation:

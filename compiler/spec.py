@@ -55,16 +55,6 @@ def parse_duration(text: str) -> int:
     return ((d * 24 + h) * 60 + mi) * 60 + s
 
 
-def format_duration(seconds: int) -> str:
-    """Seconds as a spec writes durations (the inverse of parse_duration): 1d12h, 30m, 45s."""
-    parts, rest = [], int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return "".join(parts) or "0s"
-
-
 def cron_problem(text: str) -> str | None:
     """What is wrong with a cron expression as Airflow (croniter) reads it, or None: 5 fields
     (minute hour day month weekday) and an optional 6th (seconds).  Each field: `*`, a value, a

@@ -1,11 +1,11 @@
 """`pipespec cache ls|verify|gc`: what the store holds, whether it is intact, and cleaning it.
 
-gc keeps every entry named by the newest runs of each pipeline (in the main store
-and in every sample namespace) or by the newest `keep` results of each node run alone
-(`pipespec step`, what orchestrators call, rollout steps included), every object those entries and the model
-registry name, the rollout step reports of live rollouts, and anything younger than the
-grace period, so a run in progress (whose
-record is not written yet) never loses what it just stored.
+gc keeps every entry named by the newest runs of each pipeline (in the main store and
+in every sample namespace) or by the newest `keep` results of each node run alone
+(`pipespec step`, what orchestrators call, rollout steps included), every object those
+entries and the model registry name, the rollout step reports of live rollouts, and
+anything younger than the grace period, so a run in progress (whose record is not
+written yet) never loses what it just stored.
 """
 
 from __future__ import annotations

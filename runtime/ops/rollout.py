@@ -19,7 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from pipespec.compiler import ir
-from pipespec.compiler.spec import format_duration as duration
+from pipespec.compiler.ir import format_duration as duration
 
 from .. import artifacts
 from ..errors import RunError

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from pipespec.compiler.ir import Graph, Rollout
-from pipespec.compiler.spec import format_duration as _duration
+from pipespec.compiler.ir import format_duration as _duration
 
 from .names import dns_label
 from .options import Options
