@@ -47,7 +47,11 @@ def decode(fmt: str, data: bytes) -> Any:
 
 
 def encode_table(table: pa.Table) -> memoryview:
+    """Arrow IPC of the canonical form of `table`: equal tables give equal bytes."""
     import pyarrow as pa
+
+    from .canonical import canonical_table
+    table = canonical_table(table)
     sink = pa.BufferOutputStream()
     options = pa.ipc.IpcWriteOptions(compression="zstd")
     with pa.ipc.new_file(sink, table.schema, options=options) as writer:
