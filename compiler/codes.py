@@ -51,7 +51,8 @@ CODES: dict[str, Code] = {
         string, `5` a number."""),
     "E0104": _c("invalid value", """A value has the right type but is not allowed: a name that does
         not match its pattern, an unknown enum choice, a number out of range, a malformed
-        memory size, or a non-finite number (`.inf`, `.nan`), which no spec value accepts."""),
+        memory size (or one of 2^63 bytes or more), an integer outside 64 bits (-2^63 to
+        2^63 - 1), or a non-finite number (`.inf`, `.nan`), which no spec value accepts."""),
     "E0105": _c("unsupported language version", """`pipespec:` gives the language version of the
         file. This release understands version 1."""),
     "E0106": _c("conflicting or incomplete keys", """Keys that exclude each other are both present

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 1_000_000
+INT_MIN, INT_MAX = -2**63, 2**63 - 1  # integers in a spec: what int64 columns, seeds and counts hold
 
 Path = tuple  # a path of mapping keys (str) and sequence indexes (int)
 
@@ -115,6 +117,10 @@ _SPECIAL_FLOATS = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".na
 _STD_TAG = "tag:yaml.org,2002:"
 
 
+class IntOutOfRange(ValueError):
+    """An integer literal outside 64 bits (Python would take any size, and fail later)."""
+
+
 def resolve_plain(value: str) -> Any:
     if value in ("", "~", "null", "Null", "NULL"):
         return None
@@ -123,14 +129,26 @@ def resolve_plain(value: str) -> Any:
     if value in ("false", "False", "FALSE"):
         return False
     if _INT.match(value):
-        if value.startswith("0o"):
-            return int(value[2:], 8)
-        return int(value, 16) if value.startswith("0x") else int(value)
+        return _int(value)
     if _FLOAT.match(value):
         return float(value)
     if value.lower() in _SPECIAL_FLOATS:
         return _SPECIAL_FLOATS[value.lower()]
     return value
+
+
+def _int(text: str) -> int:
+    """The value of an integer literal; IntOutOfRange beyond 64 bits.  Long literals are
+    refused before converting: Python refuses decimal ones over 4,300 digits itself."""
+    digits = text.lstrip("+-")[2 if text.startswith(("0o", "0x")) else 0:].lstrip("0")
+    if len(digits) <= 24:
+        base = 8 if text.startswith("0o") else 16 if text.startswith("0x") else 10
+        value = int(text[2:] if base != 10 else text, base)
+        if INT_MIN <= value <= INT_MAX:
+            return value
+    shown = text if len(text) <= 30 else f"{text[:12]}… ({len(text):,} characters)"
+    raise IntOutOfRange(f"integer {shown} is out of range: integers in a spec must fit in 64 bits "
+                        f"({INT_MIN} to {INT_MAX})")
 
 
 def _scalar(event: yaml.ScalarEvent) -> tuple[Any, str | None]:
@@ -181,6 +199,7 @@ class _Builder:
         self.total = 0
         self.stack: list[_Frame] = []
         self.docs = 0
+        self.out_of_range = False
 
     def span(self, start, end) -> Span:
         return Span(self.doc.file, start.line + 1, start.column + 1, end.line + 1, end.column + 1)
@@ -243,13 +262,8 @@ class _Builder:
         top.key, top.key_ready = key, True
 
     def on_scalar(self, event) -> None:
-        value, error = _scalar(event)
-        if error:
-            self.fail("E0006", error, event.start_mark, event.end_mark)
         path = self.next_path(event)
-        if isinstance(value, float) and not math.isfinite(value):
-            self.diags.add("E0104", f"non-finite number '{event.value}' is not allowed in a spec",
-                           self.span(event.start_mark, event.end_mark))
+        value = self.scalar_value(event, path is None)
         if path is not None:
             self.doc.spans[path] = self.span(event.start_mark, event.end_mark)
             if isinstance(value, str):
@@ -257,6 +271,25 @@ class _Builder:
                 raw = self.lines[sm.line][sm.column:] if sm.line < len(self.lines) else ""
                 self.doc.scalars[path] = ScalarLoc(event.style or None, sm.line + 1, sm.column + 1, raw)
         self.add(value, 1, event, event.anchor, True)
+
+    def scalar_value(self, event, is_key: bool) -> Any:
+        """A scalar's value.  A tag we do not take stops the load; a number out of range is
+        reported (an integer also stops the load, once the file is read).  A key's value does
+        not matter: a key is its source text."""
+        try:
+            value, error = _scalar(event)
+        except IntOutOfRange as exc:
+            if not is_key:
+                self.diags.add("E0104", str(exc), self.span(event.start_mark, event.end_mark),
+                               "quote it if it is text")
+                self.out_of_range = True
+            return None
+        if error:
+            self.fail("E0006", error, event.start_mark, event.end_mark)
+        if not is_key and isinstance(value, float) and not math.isfinite(value):
+            self.diags.add("E0104", f"non-finite number '{event.value}' is not allowed in a spec",
+                           self.span(event.start_mark, event.end_mark))
+        return value
 
     def on_start(self, event, container) -> None:
         if event.tag not in (None, "!", _STD_TAG + "map", _STD_TAG + "seq"):
@@ -305,16 +338,13 @@ class _Builder:
 
 
 def read_source(path: str, diags: Diagnostics) -> str | None:
-    """The text of a spec file, or None with an E0001/E0005 diagnostic."""
+    """The text of a spec file, or None with an E0001/E0005 diagnostic.
+
+    Only a regular file is read: the file is opened without blocking and checked before any
+    read, so a FIFO (which would wait forever for a writer) or a device is refused at once."""
     display = os.path.relpath(path) if os.path.isabs(path) else path
     try:
-        if os.path.isdir(path):
-            raise IsADirectoryError
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            diags.add("E0005", f"{display} is larger than {MAX_FILE_BYTES // 2**20} MiB")
-            return None
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
+        raw = _read_regular(path)
     except FileNotFoundError:
         diags.add("E0001", f"spec file not found: {display}")
         return None
@@ -322,10 +352,48 @@ def read_source(path: str, diags: Diagnostics) -> str | None:
         diags.add("E0001", f"{display} is a directory, not a spec file",
                   hint="pass the YAML file inside it, e.g. " + os.path.join(display, "pipeline.yaml"))
         return None
+    except _NotRegular as exc:
+        diags.add("E0001", f"{display} is {exc}, not a regular file",
+                  hint="pass the path of a YAML file (to check text from a pipe, save it to a file first)")
+        return None
+    except _TooLarge:
+        diags.add("E0005", f"{display} is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        return None
     except OSError as exc:
         diags.add("E0001", f"cannot read {display}: {exc.strerror or exc}")
         return None
     return decode_source(raw, display, diags)
+
+
+class _NotRegular(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _read_regular(path: str) -> bytes:
+    """The bytes of a regular file; raises IsADirectoryError, _NotRegular, _TooLarge or OSError."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(mode):
+            raise _NotRegular(next((what for test, what in _KINDS if test(mode)), "a special file"))
+        if os.fstat(fd).st_size > MAX_FILE_BYTES:
+            raise _TooLarge
+        raw = fh.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise _TooLarge
+    return raw
 
 
 def decode_source(raw: bytes, display: str, diags: Diagnostics) -> str | None:
@@ -360,6 +428,8 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Document | None:
         return None
     except yaml.YAMLError as exc:  # reader errors: control characters and the like
         diags.add("E0002", str(exc).splitlines()[0], Span(file, 1, 1, 1, 2))
+        return None
+    if builder.out_of_range:
         return None
     if not isinstance(builder.doc.data, dict):
         data = builder.doc.data

@@ -28,6 +28,8 @@ _MEMORY_UNITS = {"B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "KB": 
                  "GB": 10**9, "TB": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
                  "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
+MAX_MEMORY = 2**63  # bytes: what int64 fields (Kubernetes quantities, Ray) hold
+
 SCHEDULE_PRESETS = frozenset({"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly",
                               "@quarterly", "@yearly", "@annually"})
 _MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
@@ -103,6 +105,9 @@ def parse_memory(text: str) -> int:
     value = float(m.group(1)) * _MEMORY_UNITS[m.group(2) or "B"]
     if value <= 0:
         raise error("E0104", "memory must be positive")
+    if value >= MAX_MEMORY:  # also infinity: float() of a 400-digit number
+        shown = text if len(text) <= 30 else f"{text[:12]}… ({len(text):,} characters)"
+        raise error("E0104", f"memory size {shown} is too large (at most 2^63 - 1 bytes)")
     return int(value)
 
 

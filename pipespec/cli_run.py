@@ -28,6 +28,9 @@ _SAMPLE = click.option("--sample", type=click.IntRange(min=1), metavar="N",
 _SEED = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --sample draw.")
 
 
+_VERIFY = click.option("--verify", is_flag=True,
+                       help="Re-hash every cached output before reusing it (a corrupt one is recomputed); "
+                            "without it only sizes are checked. For a store you do not fully trust.")
 _NO_COMPILE_CACHE = click.option("--no-compile-cache", "no_cache", is_flag=True,
                                  help="Compile SPEC even when the compile cache has it (see `pipespec check`, "
                                       "which always compiles).")
@@ -53,6 +56,8 @@ def _compile_cached(spec: str, params, fmt: str, store):
     import time
 
     from pipespec.runtime.compiled import CompileCache, location
+    if not os.path.isfile(spec):  # missing, a directory, a FIFO: never opened here (a FIFO would
+        return _compile(spec, params, fmt)  # block), the compiler reports it (E0001)
     cache = CompileCache(location(store))
     hit = cache.get(spec, params)
     if hit is None:
@@ -70,10 +75,10 @@ def _compile_cached(spec: str, params, fmt: str, store):
     return hit
 
 
-def _options(jobs=0, only=(), force=(), sample=None, seed=0, hold=False):
+def _options(jobs=0, only=(), force=(), sample=None, seed=0, hold=False, verify=False):
     from pipespec.runtime.executor import RunOptions
     from pipespec.runtime.ops.base import Sample
-    return RunOptions(jobs=jobs, only=tuple(only), force=tuple(force), hold=hold,
+    return RunOptions(jobs=jobs, only=tuple(only), force=tuple(force), hold=hold, verify=verify,
                       sample=Sample(sample, seed) if sample else None)
 
 
@@ -105,9 +110,11 @@ def _fail(exc, fmt: str) -> None:
                    "started for this run). Default: RAY_ADDRESS, then targets.ray.address, then local.")
 @click.option("--progress/--no-progress", default=None,
               help="Live progress table (default: when stderr is a terminal).")
+@_VERIFY
 @_NO_COMPILE_CACHE
 @_FORMAT
-def run(spec, params, store_url, jobs, only, force, sample, seed, hold, on, address, progress, no_cache, fmt):
+def run(spec, params, store_url, jobs, only, force, sample, seed, hold, on, address, progress, verify, no_cache,
+        fmt):
     """Run SPEC (locally, or on Ray with --on ray): every node cached by content hash.
 
     Exit codes: 0 success, 1 a node failed, 3 a gate failed, 4 a rollout rolled back,
@@ -119,7 +126,7 @@ def run(spec, params, store_url, jobs, only, force, sample, seed, hold, on, addr
     from pipespec.runtime.report import run_summary
 
     result, store, root = _open(spec, params, fmt, store_url, cache=not no_cache)
-    options = _options(jobs or 0, only, force, sample, seed, hold)
+    options = _options(jobs or 0, only, force, sample, seed, hold, verify)
     reporter = reporter_for(sys.stderr, progress if fmt == "text" else False)
     if address and on != "ray":
         raise click.UsageError("--address needs --on ray")
@@ -148,16 +155,17 @@ def run(spec, params, store_url, jobs, only, force, sample, seed, hold, on, addr
 @_FORCE
 @_SAMPLE
 @_SEED
+@_VERIFY
 @_NO_COMPILE_CACHE
 @_FORMAT
-def plan(spec, params, store_url, only, force, sample, seed, no_cache, fmt):
+def plan(spec, params, store_url, only, force, sample, seed, verify, no_cache, fmt):
     """Show what `run` would do and why, without running anything (reads only source file stats and hashes)."""
     from pipespec.runtime.errors import RunError
     from pipespec.runtime.plan import plan as make_plan
     from pipespec.runtime.report import plan_text
 
     result, store, root = _open(spec, params, fmt, store_url, cache=not no_cache)
-    options = _options(only=only, force=force, sample=sample, seed=seed)
+    options = _options(only=only, force=force, sample=sample, seed=seed, verify=verify)
     try:
         items = make_plan(result.ir, store, root, options)
     except RunError as exc:
@@ -267,10 +275,14 @@ def _write_small(path: str, text: str) -> None:
 def runs(spec, store_url, limit, fmt):
     """List the past runs of SPEC's pipeline, newest first, with status and metrics."""
     from pipespec.runtime import records
+    from pipespec.runtime.errors import RunError
     from pipespec.runtime.report import runs_text
 
     result, store, _ = _open(spec, (), fmt, store_url)
-    found = records.latest(store, result.ir.pipeline, limit)
+    try:
+        found = records.latest(store, result.ir.pipeline, limit)
+    except RunError as exc:
+        _fail(exc, fmt)
     if fmt == "json":
         click.echo(json.dumps(found, sort_keys=True, indent=2))
     else:
@@ -318,14 +330,19 @@ def cache_ls(store_url):
 
 @cache.command("verify")
 @_CACHE_STORE
-@click.option("--delete", is_flag=True, help="Remove corrupt objects and the entries that point at them.")
+@click.option("--delete", is_flag=True,
+              help="Remove what is damaged (a registry version whose model is lost is archived instead), "
+                   "so that the next run recomputes it.")
 def cache_verify(store_url, delete):
-    """Re-hash every object and check every entry; exit 1 when something is wrong."""
-    from pipespec.runtime.maintenance import verify
+    """Check every part of the store: objects (re-hashed), cache entries, run and step records,
+    the registry and its model files, rollout step reports, the compile and stat caches.
+    Exit 1 when something is wrong (0 with --delete once it is repaired)."""
     from pipespec.runtime.store import Store
+    from pipespec.runtime.verify import verify
     problems = verify(Store(store_url), delete=delete)
     for p in problems:
-        click.echo(f"{p.what}: {p.detail}" + (" (removed)" if delete else ""))
+        done = " (archived)" if p.repair else " (removed)"
+        click.echo(f"{p.what}: {p.detail}" + (done if delete else ""))
     click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found")
     sys.exit(1 if problems and not delete else 0)
 
