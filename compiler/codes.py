@@ -174,9 +174,12 @@ CODES: dict[str, Code] = {
         column or holds values that cannot be read as the declared type, or a table operation
         failed on the actual data. The message names the column and the file."""),
     "E0803": _c("estimator failed", """scikit-learn raised while fitting, predicting or scoring a
-        model: often missing values (NaN) given to an estimator that does not accept them, a
-        target with a single class, or too few rows for the split. Fill or drop nulls in a
-        feature, or pick an estimator that handles them (HistGradientBoosting*)."""),
+        model: often missing values (NaN) given to an estimator that does not accept them, or
+        too few rows for the split. Fill or drop nulls in a feature, or pick an estimator that
+        handles them (HistGradientBoosting*). Also reported before fitting, naming the column,
+        for data no estimator can learn from: a classifier target with a single class, or a
+        feature that is null in every row, in the table or in the training rows of the split
+        or of a cv fold."""),
     "E0804": _c("store error", """The store could not be read or written: permissions, no space
         left on device, an unreachable remote store, or a missing object. Nothing half-written is
         ever visible; free the resource and run again."""),

@@ -15,6 +15,10 @@ class InferError(Exception):
     pass
 
 
+class NotAFile(InferError):
+    """The path exists but is a directory: the run cannot read it either."""
+
+
 def arrow_type_name(t) -> str | None:
     import pyarrow as pa
     import pyarrow.types as pat
@@ -56,6 +60,8 @@ def file_columns(fmt: str, path: str, base_dir: str) -> list[tuple[str, object, 
     if "://" in path and not path.startswith("file://"):
         raise InferError(f"{path} is remote; declare `schema:` to type-check without reading it")
     full = os.path.join(base_dir, path.removeprefix("file://"))
+    if os.path.isdir(full):
+        raise NotAFile(f"{path} is a directory, not a {fmt} file")
     if not os.path.isfile(full):
         raise InferError(f"file not found: {path}")
     try:
@@ -71,6 +77,8 @@ def compare(fmt: str, path: str, base_dir: str,
     try:
         actual = {name: ours or str(arrow_type) for name, arrow_type, ours in
                   file_columns(fmt, path, base_dir)}
+    except NotAFile as exc:  # not about one column: reported at `schema:` itself
+        return [("", f"{exc}: the run would fail reading it")]
     except InferError:
         return []
     problems = []

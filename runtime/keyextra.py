@@ -81,6 +81,9 @@ class Location:
 
     def check_exists(self) -> None:
         exists = self.fs.exists(self.fs_path) if self.remote else os.path.isfile(self.path)
+        if not exists and not self.remote and os.path.isdir(self.path):
+            raise RunError("E0801", f"source path {self.shown} is a directory, not a file "
+                           f"(resolved to {self.path})", "point `path:` at the data file")
         if not exists:
             raise RunError("E0801",
                            f"source file {self.shown} does not exist (resolved to {self.path})",

@@ -59,6 +59,54 @@ def labels(table: pa.Table, target: str, task: str) -> np.ndarray:
     return column.to_numpy()
 
 
+NULL_FEATURE_HINT = ("check the upstream join or filter that feeds it, or the source column; fill it "
+                     "(fill_null(x, 0)) or remove it from the model's `features:`")
+SINGLE_CLASS_HINT = ("a classifier needs rows of at least two classes: check the `where:` filters and "
+                     "joins upstream of the training table")
+SPLIT_HINT = "use `stratify: true`, more rows, or another `test_size` or `seed`"
+NULL_SPLIT_HINT = "fill the nulls upstream (fill_null(x, 0)), or use more rows or another `seed`"
+
+
+def check_learnable(X: np.ndarray, y: np.ndarray, train: ir.Train, rows: str,
+                    whole: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Refuse rows no estimator can learn from, naming the column, before scikit-learn fails
+    obscurely or, worse, does not: a feature null in every row (HistGradientBoosting fails
+    with a shape error), a classifier target with one class (trees fit it and score 1.0).
+
+    `rows` says which rows these are; `whole` is (X, y) of the whole table when they are
+    the training part of a split or a fold, so the message can say the table is not at fault."""
+    for i, name in enumerate(train.features):
+        if len(X) and np.isnan(X[:, i]).all():
+            present = int((~np.isnan(whole[0][:, i])).sum()) if whole is not None else 0
+            why = (f", though {present:,} row{'s' if present != 1 else ''} of the table "
+                   f"{'have' if present != 1 else 'has'} a value: all held out") if present else ""
+            raise RunError("E0803", f"model '{train.name}': feature column '{name}' is null in {rows}{why}",
+                           NULL_SPLIT_HINT if present else NULL_FEATURE_HINT)
+    if train.task != "classification" or not len(y):
+        return
+    classes = np.unique(y)
+    if len(classes) == 1:
+        every = np.unique(whole[1]) if whole is not None else classes
+        why = f", though the table has {len(every)} classes ({_labels(every)})" if len(every) > 1 else ""
+        raise RunError("E0803", f"model '{train.name}': target column '{train.target}' has a single "
+                       f"class, {_labels(classes)}, in {rows}{why}",
+                       SPLIT_HINT if len(every) > 1 else SINGLE_CLASS_HINT)
+
+
+def all_rows(graph: ir.Graph, train: ir.Train, n: int) -> str:
+    table = graph.node(next(p.node for p in train.inputs if p.role == "table")).name
+    return f"all {n:,} rows of table '{table}'"
+
+
+def split_rows(ev: ir.Evaluation, n: int) -> str:
+    return f"the {n:,} training rows of the split (test_size {ev.test_size:g}, seed {ev.seed})"
+
+
+def _labels(classes: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(repr(c.item() if hasattr(c, "item") else c) for c in classes[:limit])
+    return shown + (", ..." if len(classes) > limit else "")
+
+
 def estimator_class(train: ir.Train) -> type:
     if not ESTIMATOR_PATH.match(train.estimator):
         raise RunError("E0501", f"'{train.estimator}' is not a scikit-learn estimator path")

@@ -157,6 +157,8 @@ def cross_validated(model: Any, X: np.ndarray, y: np.ndarray, train: ir.Train, n
     per_fold: dict[str, list[float]] = {name: [] for name in names}
     notes: dict[str, str] = {}
     for k, (fit_rows, test_rows) in enumerate(M.folds(y, train.evaluation, train.task), start=1):
+        M.check_learnable(X[fit_rows], y[fit_rows], train, f"the {len(fit_rows):,} training rows of cv "
+                          f"fold {k} of {train.evaluation.folds}", whole=(X, y))
         fitted = M.fit(clone(model), X[fit_rows], y[fit_rows], train.name)
         values, fold_notes = score(Scored(fitted, X[test_rows], y[test_rows], classes, train.name), names)
         for name in names:
@@ -181,6 +183,7 @@ def _evaluate(ctx: Context, train) -> Output:
     table, model = ctx.load("table"), ctx.load("model")
     y = M.labels(table, train.target, train.task)
     X = M.matrix(table, train.features)
+    M.check_learnable(X, y, train, M.all_rows(ctx.graph, train, len(y)))
     method = cross_validated if train.evaluation.method == "cv" else held_out
     values, notes, facts = method(model, X, y, train, node.metrics)
     metrics = json_metrics(values, notes)

@@ -205,6 +205,8 @@ def _sqlite_path(uri: str, root: str) -> str:
         raise RunError("E0801", f"{scheme} sources are not supported by the local runtime; "
                        "only sqlite:/// databases are", "run on a target that reaches the database")
     where = locate(uri[len(_SQLITE):], root)
+    if not where.remote and os.path.isdir(where.path):
+        raise RunError("E0801", f"sqlite database {uri} is a directory, not a file (resolved to {where.path})")
     if where.remote or not os.path.isfile(where.path):
         raise RunError("E0801", f"sqlite database {uri} does not exist (resolved to {where.path})")
     return where.path

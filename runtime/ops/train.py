@@ -21,9 +21,12 @@ def _train(ctx: Context) -> Output:
     node = ctx.node
     table = ctx.load("table")
     y = M.labels(table, node.target, node.task)
-    fit_rows, _ = M.split(y, node.evaluation)
     X = M.matrix(table, node.features)
+    M.check_learnable(X, y, node, M.all_rows(ctx.graph, node, len(y)))
+    fit_rows, _ = M.split(y, node.evaluation)
     if len(fit_rows) < len(y):
+        M.check_learnable(X[fit_rows], y[fit_rows], node, M.split_rows(node.evaluation, len(fit_rows)),
+                          whole=(X, y))
         X, y = X[fit_rows], y[fit_rows]
     model = M.fit(M.estimator(node), X, y, node.name)
     ctx.log(f"fitted {node.estimator} on {len(y):,} rows x {X.shape[1]} features")
