@@ -48,6 +48,8 @@ SPEC_OPTIONS = ("schedule", "start_date", "catchup", "tags", "owner", "retries",
 OPTIONS.update({key: f"overrides targets.airflow.{key}" + (" (comma-separated)" if key == "tags" else "")
                 for key in SPEC_OPTIONS})
 TASK_ID = re.compile(r"[^A-Za-z0-9_-]")
+ID_MAX = 250  # task and DAG ids: Airflow's `validate_key` (airflow/sdk/definitions/_internal/node.py)
+FILE_STEM_MAX = 200  # bytes of a file name's stem: file systems allow 255, with room for a suffix
 _TEMPLATE = resources.files(__package__).joinpath("dag.py.j2").read_text(encoding="utf-8")
 
 
@@ -70,8 +72,17 @@ def compile(ir: Graph, options: dict[str, Any]) -> Artifact:  # noqa: A001 - the
     settings = _settings(ir, options)
     tasks = task_table(ir, settings)
     ir_name, ir_bytes = ir_file(ir)
+    ir_name = short_file_name(ir_name.removesuffix(".ir.json"), ".ir.json")
     dag = _render(ir, settings, tasks, ir_name, hashlib.sha256(ir_bytes).hexdigest())
-    return Artifact({f"{settings['dag_id']}.py": dag.encode(), ir_name: ir_bytes})
+    return Artifact({short_file_name(settings["dag_id"], ".py"): dag.encode(), ir_name: ir_bytes})
+
+
+def short_file_name(stem: str, suffix: str) -> str:
+    """`stem + suffix`, the stem cut to its start and a hash of the whole when it is longer than
+    file systems allow (a pipeline name and a DAG id have no length limit of their own)."""
+    if len(stem.encode()) <= FILE_STEM_MAX:
+        return stem + suffix
+    return stem[:FILE_STEM_MAX - 9] + "-" + hashlib.sha256(stem.encode()).hexdigest()[:8] + suffix
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -88,8 +99,7 @@ def _settings(ir: Graph, options: dict[str, Any]) -> dict:
     s["dag_id"] = s.get("dag_id") or ir.pipeline.replace("-", "_")
     if s["operator"] not in FLAVOURS:
         problems.append(("operator", f"{s['operator']!r} is not one of {', '.join(FLAVOURS)}"))
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,250}", s["dag_id"]):
-        problems.append(("dag_id", f"{s['dag_id']!r} is not a valid DAG id ([A-Za-z0-9_.-], at most 250)"))
+    problems += _dag_id_problems(s["dag_id"])
     problems += [("tags", f"tag {t[:40]!r}… is longer than Airflow's 100 characters")
                  for t in s.get("tags", []) if len(t) > 100]
     if s["operator"] == "kubernetes" and not s.get("image"):
@@ -100,6 +110,19 @@ def _settings(ir: Graph, options: dict[str, Any]) -> dict:
     if problems:
         raise UnsupportedError(name, problems)
     return s
+
+
+def _dag_id_problems(dag_id: str) -> list[tuple[str, str]]:
+    if len(dag_id) > ID_MAX:
+        return [("dag_id", f"{_short(dag_id)!r} is {len(dag_id):,} characters; Airflow allows at most "
+                           f"{ID_MAX} (set targets.airflow.dag_id or --option dag_id=ID)")]
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", dag_id):
+        return [("dag_id", f"{_short(dag_id)!r} is not a valid DAG id ([A-Za-z0-9_.-], at most {ID_MAX})")]
+    return []
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _spec_overrides(options: dict[str, Any]) -> tuple[dict, list[tuple[str, str]]]:
@@ -136,7 +159,9 @@ def task_table(ir: Graph, settings: dict) -> list[Task]:
         else:
             tasks.append(Task(task_id(node.id), node.id, "gate" if node.kind == "Gate" else "node",
                               None, upstream, kwargs))
-    _check_unique(tasks)
+    problems = _long_ids(ir, tasks) + _collisions(tasks)
+    if problems:
+        raise UnsupportedError(name, problems)
     return tasks
 
 
@@ -153,15 +178,35 @@ def _rollout_tasks(node, upstream: tuple[str, ...], kwargs: dict) -> list[Task]:
     return out + [Task(base, node.id, "decision", None, tuple(sorted(set(last) | set(upstream))), decision)]
 
 
-def _check_unique(tasks: list[Task]) -> None:
+def _collisions(tasks: list[Task]) -> list[tuple[str, str]]:
     seen: dict[str, str] = {}
     problems = []
     for t in tasks:
         if t.task_id in seen and seen[t.task_id] != t.node_id:
             problems.append((t.node_id, f"its task id {t.task_id!r} is also the task id of {seen[t.task_id]}"))
         seen.setdefault(t.task_id, t.node_id)
-    if problems:
-        raise UnsupportedError(name, problems)
+    return problems
+
+
+def _long_ids(ir: Graph, tasks: list[Task]) -> list[tuple[str, str]]:
+    """One problem per node with a task id longer than Airflow takes (the DAG would not import)."""
+    longest: dict[str, str] = {}
+    for t in tasks:
+        if len(t.task_id) > ID_MAX and len(t.task_id) > len(longest.get(t.node_id, "")):
+            longest[t.node_id] = t.task_id
+    return [(_where(ir.node(node_id)), f"its task id {_short(task)!r} is {len(task):,} characters; Airflow "
+             f"allows at most {ID_MAX}: shorten the {_NAMED_BY[ir.node(node_id).kind]}'s name")
+            for node_id, task in longest.items()]
+
+
+_NAMED_BY = {"Source": "source", "Transform": "feature", "Train": "model", "Evaluate": "model",
+             "Gate": "gate", "Rollout": "model"}  # the spec name a node's id is made of
+
+
+def _where(node: Node) -> str:
+    """A node as problems name it: its id (cut when long) and its spec position."""
+    span = node.span
+    return _short(node.id) + (f" ({span.file}:{span.line}:{span.col})" if span else "")
 
 
 def _task_kwargs(node: Node, settings: dict) -> dict:
