@@ -18,6 +18,22 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 TABLE, MODEL, JSON = "arrow", "skops", "json"
+# the format of each node kind's output (what `format_for` gives for its output type)
+KIND_FORMATS = {"Source": TABLE, "Transform": TABLE, "Train": MODEL, "Evaluate": JSON, "Gate": JSON,
+                "Rollout": JSON}
+
+
+def sniff(data: bytes) -> str | None:
+    """The format an artifact's bytes are in (by their magic; JSON by parsing), or None."""
+    if data[:6] == b"ARROW1":
+        return TABLE
+    if data[:4] == b"PK\x03\x04":
+        return MODEL
+    try:
+        json.loads(data)
+    except ValueError:
+        return None
+    return JSON
 
 
 def format_for(output_type: Any) -> str:

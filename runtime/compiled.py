@@ -11,8 +11,10 @@ The entry, `<store>/state/compiled/<key>.json` (a remote store's entries live in
 user cache directory), holds the canonical IR JSON, the warnings the compile printed,
 the stat (size, mtime_ns, inode) of every local data file the compiler read (the files
 of sources whose schema it inferred or compared with the declared one, W0404; None for
-one that did not exist) and the digest of all that, so damage that still parses is a
-miss.  A hit needs every stat to match.  Files modified
+one that did not exist) and a MAC of all that under this user's key (localkey.py), so
+damage that still parses, and an entry forged by another writer of the store, is a
+miss: `run` never executes an IR that this user's compiler did not derive from the
+spec.  A hit needs every stat to match.  Files modified
 less than `RACY_SECONDS` before the compile began are not trusted to be identified by
 their stat (see statcache.py), so such a compile is not cached.  A spec with errors
 is never cached; an entry that cannot be read or does not match is a miss.
@@ -30,6 +32,7 @@ from pipespec.compiler import ir
 from pipespec.compiler.diagnostics import Diagnostic, Span
 
 from . import hashing, keys
+from .localkey import mac
 from .statcache import RACY_SECONDS
 from .store import write_atomic
 
@@ -90,12 +93,33 @@ class CompileCache:
         entry = {"format": FORMAT, "key": key, "file": result.file, "ir": result.ir.to_json(),
                  "diagnostics": [d.to_json() for d in result.diagnostics], "files": signatures}
         entry["digest"] = _content_digest(entry)
+        if entry["digest"] is None:
+            return False  # no key to sign it with: the cache is off
         try:
             write_atomic(self._path(key), (hashing.canonical_json(entry) + "\n").encode())
             self._prune(keep=self._path(key))
         except OSError:
             return False  # the cache only saves time
         return True
+
+    def damaged(self) -> list[tuple[str, str]]:
+        """(path, why) of every entry that is not one this user wrote intact (cache verify)."""
+        try:
+            names = sorted(n for n in os.listdir(self.directory) if n.endswith(".json"))
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            path = os.path.join(self.directory, name)
+            try:
+                with open(path, "rb") as fh:
+                    entry = json.loads(fh.read())
+                ok = isinstance(entry, dict) and entry.get("key") == name[:-5] and _intact(entry)
+            except (OSError, ValueError):
+                ok = False
+            if not ok:
+                found.append((path, "damaged, or not written by this user's pipespec"))
+        return found
 
     def _path(self, key: str) -> str:
         return os.path.join(self.directory, f"{key}.json")
@@ -149,13 +173,14 @@ def _signature(path: str) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns, st.st_ino] if stat.S_ISREG(st.st_mode) else None
 
 
-def _content_digest(entry: dict) -> str:
-    return hashing.digest_json({k: v for k, v in entry.items() if k != "digest"})
+def _content_digest(entry: dict) -> str | None:
+    return mac(hashing.canonical_json({k: v for k, v in entry.items() if k != "digest"}).encode())
 
 
 def _intact(entry: dict) -> bool:
-    """The entry is byte for byte what was written (not damaged in a way JSON still parses)."""
-    return entry.get("digest") == _content_digest(entry)
+    """The entry is what this user wrote (not damaged in a way JSON still parses, not forged)."""
+    digest = _content_digest(entry)
+    return digest is not None and entry.get("digest") == digest
 
 
 def _files_match(files: list) -> bool:

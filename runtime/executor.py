@@ -34,6 +34,7 @@ class RunOptions:
     force: tuple[str, ...] = ()
     sample: Sample | None = None
     hold: bool = False
+    verify: bool = False               # re-hash every cached output before reusing it
 
 
 @dataclass
@@ -117,7 +118,7 @@ def execute(graph: ir.Graph, store, root: str, options: RunOptions, reporter: Re
     selected = select(graph, options.only)
     force = frozenset(resolve_names(graph, options.force, "--force"))
     runner = open_runner(graph, store, root, sample=options.sample, hold=options.hold, force=force,
-                         log=reporter.log)
+                         verify=options.verify, log=reporter.log)
     store, registry = runner.store, runner.registry
     order = [n.id for n in graph.nodes if n.id in selected]
     run_id = records.new_run_id()

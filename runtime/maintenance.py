@@ -1,4 +1,4 @@
-"""`pipespec cache ls|verify|gc`: what the store holds, whether it is intact, and cleaning it.
+"""`pipespec cache ls|gc`: what the store holds, and cleaning it (`cache verify` is verify.py).
 
 gc keeps every entry named by the newest runs of each pipeline (in the main store and
 in every sample namespace) or by the newest `keep` results of each node run alone
@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 
 from . import records
-from .errors import RunError
-from .hashing import digest_bytes
+from .store import CacheEntry
+from .verify import namespaces
 
 
 @dataclass
@@ -41,41 +41,6 @@ def usage(store) -> Usage:
 
 
 @dataclass
-class Problem:
-    what: str
-    detail: str
-    relpaths: list[str]
-
-
-def verify(store, delete: bool = False) -> list[Problem]:
-    """Every object re-hashed, every entry checked against its object; optionally drop the bad ones."""
-    problems, bad = [], set()
-    for digest in store.iter_objects():
-        rel = _rel(store, store.object_path(digest))
-        try:
-            actual = digest_bytes(store.read_bytes(rel) or b"")
-        except RunError as exc:
-            problems.append(Problem(f"object {digest[:12]}…", exc.message, [rel]))
-            continue
-        if actual != digest:
-            bad.add(digest)
-            problems.append(Problem(f"object {digest[:12]}…", f"content hashes to {actual[:12]}…", [rel]))
-    for key, entry in store.iter_entries():
-        rel = _rel(store, store.entry_path(key))
-        if entry is None or "digest" not in entry:
-            problems.append(Problem(f"entry {key[:12]}…", "unreadable", [rel]))
-        elif entry["digest"] in bad:
-            problems.append(Problem(f"entry {key[:12]}…", f"its output {entry['digest'][:12]}… is corrupt", [rel]))
-        elif not store.has(entry["digest"]):
-            problems.append(Problem(f"entry {key[:12]}…", f"its output {entry['digest'][:12]}… is missing", [rel]))
-    if delete:
-        for problem in problems:
-            for relpath in problem.relpaths:
-                store.remove(relpath)
-    return problems
-
-
-@dataclass
 class Collected:
     entries: list[str] = field(default_factory=list)
     objects: list[str] = field(default_factory=list)
@@ -84,7 +49,7 @@ class Collected:
 
 
 def gc(store, keep_runs: int = 3, grace_seconds: float = 3600.0, dry_run: bool = False) -> Collected:
-    stores = [store, *_namespaces(store)]
+    stores = [store, *namespaces(store)]
     out = Collected()
     for s in stores:
         _collect(s, store, keep_runs, grace_seconds, out, dry_run)
@@ -104,15 +69,15 @@ def _collect(s, main, keep_runs: int, grace: float, out: Collected, dry_run: boo
             if record and record.get("digest"):
                 live_objects.add(record["digest"])
     now = time.time()
-    for key, entry in list(s.iter_entries()):
-        path = s.entry_path(key)
+    for rel, key, entry in list(s.iter_entries()):
+        path = s.path(rel)
         if key in live_keys or now - _mtime(s, path) < grace:
-            if entry and entry.get("digest"):
-                live_objects.add(entry["digest"])
+            if isinstance(entry, CacheEntry):
+                live_objects.add(entry.digest)
             continue
-        out.entries.append(_rel(s, path))
+        out.entries.append(rel)
         if not dry_run:
-            s.remove(_rel(s, path))
+            s.remove(rel)
     for digest in list(s.iter_objects()):
         path = s.object_path(digest)
         if digest in live_objects or now - _mtime(s, path) < grace:
@@ -149,9 +114,6 @@ def _step_keys(s, keep: int, grace: float, out: Collected, dry_run: bool) -> set
     return keys
 
 
-def _namespaces(store) -> list:
-    names = sorted({rel.split("/")[1] for rel in store.list("namespaces") if rel.count("/") >= 2})
-    return [store.namespace(n) for n in names]
 
 
 def _rel(store, path: str) -> str:

@@ -15,7 +15,7 @@ from pipespec.compiler import ir
 from . import keys, records
 from .errors import map_exception
 from .executor import RunOptions, resolve_names, select
-from .step import BLOCKED, CACHED, NodeResult, Runner, open_runner
+from .step import BLOCKED, CACHED, DAMAGED, NodeResult, Runner, open_runner
 
 WILL_RUN = "run"
 
@@ -36,7 +36,7 @@ class PlanItem:
 
 def plan(graph: ir.Graph, store, root: str, options: RunOptions) -> list[PlanItem]:
     force = set(resolve_names(graph, options.force, "--force"))
-    runner = open_runner(graph, store, root, sample=options.sample, read_only=True)
+    runner = open_runner(graph, store, root, sample=options.sample, read_only=True, verify=options.verify)
     previous, estimates = records.history(runner.store, graph.pipeline)
     selected = select(graph, options.only)
     items = []
@@ -67,6 +67,8 @@ def _plan_node(runner: Runner, node: ir.Node, previous: dict | None, force: set,
         return PlanItem(node.id, node.kind, CACHED, "cached", None, result.key)
     if node.id in force:
         reason = "forced (--force)"
+    elif result.status == DAMAGED:
+        reason = result.reason or "its cached output cannot be used"
     else:
         reason = keys.explain_change(previous.get("components") if previous else None, result.components,
                                      node)

@@ -12,6 +12,8 @@ import secrets
 
 from pipespec.compiler import ir
 
+from .errors import StoreError
+
 
 def new_run_id() -> str:
     now = _dt.datetime.now(_dt.timezone.utc)
@@ -64,7 +66,50 @@ def pipelines(store) -> list[str]:
 
 
 def read(store, pipeline: str, run_id: str) -> dict | None:
-    return store.read_json(f"runs/{pipeline}/{run_id}.json")
+    """A run record; StoreError naming the file when it is damaged (not JSON, or not a record)."""
+    relpath = f"runs/{pipeline}/{run_id}.json"
+    record = store.read_json(relpath)
+    problem = None if record is None else run_problem(record)
+    if problem:
+        raise StoreError(f"run record {relpath} is damaged: {problem}",
+                         "run `pipespec cache verify --delete` to remove it")
+    return record
+
+
+_NODE_FIELDS = (("id", str, False), ("status", str, True), ("key", str, True), ("digest", str, True),
+                ("components", dict, True), ("summary", dict, True), ("seconds", (int, float), True))
+
+
+def run_problem(record) -> str | None:
+    """What makes `record` not a run record (None when it is one)."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    if not isinstance(record.get("run_id"), str):
+        return "no run_id"
+    nodes = record.get("nodes")
+    if not isinstance(nodes, list):
+        return "'nodes' is not a list"
+    for i, node in enumerate(nodes):
+        problem = _fields_problem(node, _NODE_FIELDS)
+        if problem:
+            return f"nodes[{i}]: {problem}"
+    return None
+
+
+def step_problem(record) -> str | None:
+    """What makes `record` not a step record."""
+    return _fields_problem(record, (("id", str, False), ("key", str, False), ("status", str, True),
+                                    ("digest", str, True)))
+
+
+def _fields_problem(data, fields) -> str | None:
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    for name, kind, optional in fields:
+        value = data.get(name)
+        if not (isinstance(value, kind) and not isinstance(value, bool) or optional and value is None):
+            return f"'{name}' is {type(value).__name__}"
+    return None
 
 
 def latest(store, pipeline: str, count: int = 1) -> list[dict]:

@@ -9,6 +9,10 @@ A lookup whose stat matches returns the digest without opening the file.
 `RACY_SECONDS` before it is hashed could be rewritten within the same timestamp
 tick with the same size and keep its stat, so it is hashed again on each use
 until its modification time is that old.
+
+Each row's digest carries a MAC under this user's key (localkey.py): a row damaged in
+place, or forged by another writer of the store (the digest of an older version of
+the file, which would reuse that version's cached outputs), is a miss.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from contextlib import closing
 from typing import Callable
 
 from . import hashing
+from .localkey import mac
 
 RACY_SECONDS = 2.0
 _SCHEMA = """CREATE TABLE IF NOT EXISTS stat (
@@ -76,13 +81,19 @@ class StatCache:
         except (sqlite3.Error, OSError):
             _READY.discard(self.db_path)  # e.g. the database was deleted: set it up again
             return None
-        return row[0] if row else None
+        if not row or not isinstance(row[0], str):
+            return None
+        digest, _, tag = row[0].partition(".")
+        return digest if tag and tag == _mac(key, size, version, digest) else None
 
     def _remember(self, key: str, size: int, version: str, digest: str) -> None:
+        tag = _mac(key, size, version, digest)
+        if tag is None:
+            return  # no key to sign the row with: nothing is remembered
         try:
             with closing(self._connect()) as db:
                 db.execute("INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?)",
-                           (key, size, version, digest))
+                           (key, size, version, f"{digest}.{tag}"))
         except (sqlite3.Error, OSError):
             _READY.discard(self.db_path)
 
@@ -99,6 +110,10 @@ class StatCache:
             db.close()
             raise
         return db
+
+
+def _mac(key: str, size: int, version: str, digest: str) -> str | None:
+    return mac("\0".join((key, str(size), version, digest)).encode())
 
 
 _READY: set[str] = set()  # databases set up by this process

@@ -10,6 +10,7 @@ cache entries of the ancestors (`resolve`).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -18,12 +19,14 @@ from pipespec.compiler import ir
 from pipespec.compiler.diagnostics import Diagnostic
 
 from . import artifacts, keys
-from .errors import RunError, map_exception
+from .errors import CorruptArtifact, RunError, map_exception
 from .keyextra import key_extra
 from .ops import module_for
 from .ops.base import STEP_REPORTS, Context, Sample
+from .store import CacheEntry, DamagedEntry, StoreError
 
 CACHED, DONE, FAILED, SKIPPED, BLOCKED = "cached", "done", "failed", "skipped", "blocked"
+MISSING, DAMAGED = "missing", "damaged"  # lookup only: no entry; an entry whose output cannot be used
 
 
 @dataclass
@@ -68,8 +71,10 @@ class Runner:
     hold: bool = False
     force: frozenset[str] = frozenset()
     retries: bool = True  # False: one attempt (an orchestrator retries with its own policy)
+    verify: bool = False  # re-hash every cached output before reusing it (not only its size)
     log: Callable[[str, str], None] = lambda node_id, line: None
     results: dict[str, NodeResult] = field(default_factory=dict)
+    _healing: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- keys ----------------------------------------------------------------------
 
@@ -110,27 +115,46 @@ class Runner:
 
     # --- running -------------------------------------------------------------------
 
-    def lookup(self, node_id: str) -> NodeResult:
-        """The node's result from the cache only (no op runs); status None when not cached."""
+    def lookup(self, node_id: str, heal: bool = False) -> NodeResult:
+        """The node's result from the cache only (no op runs): CACHED, MISSING (no entry) or
+        DAMAGED (an entry whose output cannot be used; `heal` drops a corrupt output)."""
         node = self.graph.node(node_id)
         digests = self.input_digests(node)
         if digests is None:
             return NodeResult(node_id, node.kind, SKIPPED, reason="inputs not available")
         ctx = self.context(node, digests)
         key, parts = self.key(node, ctx)
-        entry = self.store.get_entry(key)
-        if entry is not None and self.store.has(entry["digest"]):
+        entry, why = self._reusable(node, key, heal)
+        if entry is not None:
             return _from_entry(node, key, parts, entry)
-        return NodeResult(node_id, node.kind, "missing", key=key, components=parts)
+        return NodeResult(node_id, node.kind, DAMAGED if why else MISSING, key=key, components=parts,
+                          reason=why)
+
+    def _reusable(self, node: ir.Node, key: str, heal: bool) -> tuple[CacheEntry | None, str | None]:
+        """(the entry of `key` when its output can be reused, else why not): a damaged entry,
+        or an output missing or corrupt (its size, or with `verify` its hash) is a miss."""
+        try:
+            entry = self.store.get_entry(key)
+        except DamagedEntry as exc:
+            return None, exc.message
+        if entry is None:
+            return None, None
+        if entry.kind != node.kind or entry.format != artifacts.format_for(node.output):
+            return None, f"cache entry {key[:12]}… is damaged: it names a {entry.kind} output ({entry.format})"
+        state = self.store.object_state(entry, self.verify)
+        if state == "corrupt" and heal:
+            self.store.discard(entry.digest)
+        return (entry, None) if state is None else (None, f"its cached output {entry.digest[:12]}… is {state}")
 
     def run(self, node_id: str) -> NodeResult:
-        """Run (or reuse) one node; a failure is retried `retries` times, as orchestrators do."""
+        """Run (or reuse) one node; a failure is retried `retries` times, as orchestrators do
+        (never a corrupt input: that is healed by recomputing its producer, once)."""
         node = self.graph.node(node_id)
         started = time.perf_counter()
         attempts = 1 + ((node.retries or 0) if self.retries else 0)
         for attempt in range(1, attempts + 1):
             result = self._attempt(node)
-            if result.status != FAILED or attempt == attempts:
+            if result.status != FAILED or attempt == attempts or result.error.code == "E0805":
                 break
             self.log(node_id, f"attempt {attempt} of {attempts} failed ({result.error.code}): retrying")
         result.seconds = time.perf_counter() - started
@@ -139,11 +163,37 @@ class Runner:
 
     def _attempt(self, node: ir.Node) -> NodeResult:
         try:
-            return self._run(node)
+            try:
+                return self._run(node)
+            except CorruptArtifact as exc:
+                if not self._heal_input(node, exc):
+                    raise
+                return self._run(node)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a reported result
             error = map_exception(exc, _what(node))
             return NodeResult(node.id, node.kind, FAILED, error=error.diagnostic(node.span),
                               reason=error.message)
+
+    def _heal_input(self, node: ir.Node, exc: CorruptArtifact) -> bool:
+        """An input whose bytes do not hash to its digest: drop it and recompute its producer
+        (under a lock: two readers of one corrupt output recompute it once)."""
+        producer = next((p.node for p in node.inputs if p.node in self.results
+                         and self.results[p.node].digest == exc.expected), None)
+        if producer is None:
+            return False
+        with self._healing:
+            if self.results[producer].digest == exc.expected and not self._intact(exc.expected):
+                self.log(node.id, f"warning: input {producer} ({exc.expected[:12]}…) is corrupt: recomputing it")
+                self.store.discard(exc.expected)
+                self.results[producer] = self._run(self.graph.node(producer), force=True)
+        return True
+
+    def _intact(self, digest: str) -> bool:
+        try:
+            self.store.get(digest)
+        except (CorruptArtifact, StoreError):
+            return False
+        return True
 
     def _prepare(self, node: ir.Node) -> tuple[Context, str, dict]:
         digests = self.input_digests(node)
@@ -157,14 +207,14 @@ class Runner:
     def _cached(self, node: ir.Node, key: str, parts: dict) -> NodeResult | None:
         if node.id in self.force:
             return None
-        entry = self.store.get_entry(key)
-        if entry is not None and self.store.has(entry["digest"]):
-            return _from_entry(node, key, parts, entry)
-        return None
+        entry, why = self._reusable(node, key, heal=True)
+        if why:
+            self.log(node.id, f"warning: {why}: recomputing")
+        return _from_entry(node, key, parts, entry) if entry else None
 
-    def _run(self, node: ir.Node) -> NodeResult:
+    def _run(self, node: ir.Node, force: bool = False) -> NodeResult:
         ctx, key, parts = self._prepare(node)
-        cached = self._cached(node, key, parts)
+        cached = None if force else self._cached(node, key, parts)
         if cached is not None:
             return cached
         if node.kind == "Rollout":
@@ -172,9 +222,8 @@ class Runner:
         output = module_for(node.kind).run(ctx)
         fmt = artifacts.format_for(node.output)
         info = self.store.put(artifacts.encode(fmt, output.value))
-        entry = {"key": key, "kind": node.kind, "format": fmt, "digest": info.digest, "size": info.size,
-                 "rows": output.rows, "summary": output.summary, "components": parts}
-        self.store.put_entry(key, entry)
+        self.store.put_entry(CacheEntry(key=key, kind=node.kind, format=fmt, digest=info.digest, size=info.size,
+                                        rows=output.rows, summary=output.summary, components=parts))
         return NodeResult(node.id, node.kind, DONE, key=key, digest=info.digest, format=fmt,
                           rows=output.rows, summary=output.summary, components=parts)
 
@@ -200,8 +249,13 @@ class Runner:
     def _step_reports(self, node: ir.Rollout, key: str) -> dict[int, dict]:
         found = {}
         for k in range(1, len(node.run_steps()) + 1):
-            report = self.store.read_json(_step_path(key, k))
-            if report is None:
+            try:
+                report = self.store.read_json(_step_path(key, k))
+            except StoreError:
+                report = None
+            if not isinstance(report, dict) or not report:
+                if report is not None or self.store.read_bytes(_step_path(key, k)) is not None:
+                    self.log(node.id, f"warning: the report of rollout step {k} is damaged: replaying from there")
                 break
             found[k] = report
         return found
@@ -225,7 +279,10 @@ class Runner:
         ancestors = self.graph.ancestors(node_id)
         for node in self.graph.nodes:
             if node.id in ancestors and node.id not in self.results:
-                result = self.lookup(node.id)
+                result = self.lookup(node.id, heal=True)
+                if result.status == DAMAGED:  # it had a result: recompute it (its inputs are here)
+                    self.log(node_id, f"warning: upstream {node.id}: {result.reason}: recomputing it")
+                    result = self.run(node.id)
                 if not result.ok:
                     raise RunError("E0807", f"{_what(self.graph.node(node_id))}: upstream {node.id} has no "
                                    "result for its current inputs",
@@ -237,9 +294,9 @@ def _step_path(key: str, k: int) -> str:
     return f"rollout-steps/{key}/{k}.json"
 
 
-def _from_entry(node: ir.Node, key: str, parts: dict, entry: dict) -> NodeResult:
-    return NodeResult(node.id, node.kind, CACHED, key=key, digest=entry["digest"], format=entry["format"],
-                      rows=entry.get("rows"), summary=entry.get("summary") or {}, components=parts)
+def _from_entry(node: ir.Node, key: str, parts: dict, entry: CacheEntry) -> NodeResult:
+    return NodeResult(node.id, node.kind, CACHED, key=key, digest=entry.digest, format=entry.format,
+                      rows=entry.rows, summary=entry.summary, components=parts)
 
 
 def _what(node: ir.Node) -> str:

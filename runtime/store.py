@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .errors import CorruptArtifact, StoreError
@@ -33,10 +34,85 @@ from .hashing import canonical_json, digest_bytes
 TMP_PREFIX = ".tmp-"
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+FORMATS = ("arrow", "skops", "json")  # artifacts.TABLE, MODEL, JSON (kept light: no import)
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     digest: str
     size: int
+
+
+class DamagedEntry(StoreError):
+    """A cache entry that cannot be used: unreadable, not JSON, or not an entry's shape.
+    The runner treats it as a miss and overwrites it."""
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """What `cache/<key>.json` holds: the node's output digest and why its key is what it is."""
+
+    key: str
+    kind: str
+    format: str
+    digest: str
+    size: int
+    rows: int | None = None
+    summary: dict = field(default_factory=dict)
+    components: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "kind": self.kind, "format": self.format, "digest": self.digest,
+                "size": self.size, "rows": self.rows, "summary": self.summary, "components": self.components}
+
+    @classmethod
+    def from_json(cls, data: Any, key: str) -> "CacheEntry":
+        """The entry, or DamagedEntry naming what is wrong with it."""
+        problem = _entry_problem(data, key)
+        if problem:
+            raise DamagedEntry(f"cache entry {key[:12]}… is damaged: {problem}",
+                               "it is recomputed and overwritten by the next run")
+        return cls(**{k: data.get(k) for k in ("key", "kind", "format", "digest", "size", "rows")},
+                   summary=data.get("summary") or {}, components=data.get("components") or {})
+
+
+def _entry_problem(data: Any, key: str) -> str | None:
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    checks = (
+        (data.get("key") == key, "its key is not its file name"),
+        (isinstance(data.get("kind"), str), "no node kind"),
+        (data.get("format") in FORMATS, "no artifact format"),
+        (isinstance(data.get("digest"), str) and bool(_HEX64.fullmatch(data["digest"])), "no output digest"),
+        (_is_int(data.get("size")), "no output size"),
+        (data.get("rows") is None or _is_int(data["rows"]), "rows is not a count"),
+        (isinstance(data.get("summary") or {}, dict), "summary is not an object"),
+        (isinstance(data.get("components") or {}, dict), "components is not an object"),
+    )
+    return next((problem for ok, problem in checks if not ok), None)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_segments(relpath: str) -> list[str]:
+    """The segments of a store-relative path; StoreError for one that could leave the store
+    (`..`, `.`, an absolute path, an empty segment, a backslash or a NUL)."""
+    parts = relpath.split("/")
+    bad = [p for p in parts if p in ("", ".", "..") or "\\" in p or "\0" in p]
+    if bad or not relpath:
+        raise StoreError(f"refusing the store path {relpath!r}: it has a {bad[0] if bad else 'no'!r} "
+                         "segment (a path must stay inside the store)",
+                         "the IR or a record names a path outside the store: recompile it from the spec")
+    return parts
+
+
+def check_hex(name: str, what: str) -> str:
+    if not _HEX64.fullmatch(name):
+        raise StoreError(f"refusing {what} {name[:80]!r}: not a 64-digit hex digest")
+    return name
 
 
 class Store:
@@ -70,6 +146,8 @@ class Store:
         return f"Store({self.url!r})"
 
     def namespace(self, name: str) -> "Store":
+        if len(check_segments(name)) != 1:
+            raise StoreError(f"refusing the namespace {name!r}: it must be one path segment")
         return Store(self._join("namespaces", name) if self.local else f"{self.url.rstrip('/')}/namespaces/{name}")
 
     # --- paths -------------------------------------------------------------------------
@@ -78,13 +156,15 @@ class Store:
         return "/".join([self.root.rstrip("/"), *parts]) if self.root != "/" else "/" + "/".join(parts)
 
     def object_path(self, digest: str) -> str:
+        check_hex(digest, "object")
         return self._join("objects", digest[:2], digest[2:])
 
     def entry_path(self, key: str) -> str:
+        check_hex(key, "cache key")
         return self._join("cache", key[:2], key + ".json")
 
     def path(self, relpath: str) -> str:
-        return self._join(*relpath.split("/"))
+        return self._join(*check_segments(relpath))
 
     # --- raw atomic IO -----------------------------------------------------------------
 
@@ -151,12 +231,43 @@ class Store:
         raw = self._read(self.path(relpath))
         return None if raw is None else _loads(raw, relpath)
 
-    def put_entry(self, key: str, entry: dict) -> None:
-        self._write(self.entry_path(key), (canonical_json(entry) + "\n").encode())
+    def put_entry(self, entry: CacheEntry) -> None:
+        self._write(self.entry_path(entry.key), (canonical_json(entry.to_json()) + "\n").encode())
 
-    def get_entry(self, key: str) -> dict | None:
-        raw = self._read(self.entry_path(key))
-        return None if raw is None else _loads(raw, f"cache entry {key[:12]}…")
+    def get_entry(self, key: str) -> CacheEntry | None:
+        """The entry of `key`, None when there is none; DamagedEntry when it cannot be used."""
+        try:
+            raw = self._read(self.entry_path(key))
+            data = None if raw is None else json.loads(raw)
+        except (StoreError, ValueError) as exc:
+            reason = exc.message if isinstance(exc, StoreError) else "not valid JSON"
+            raise DamagedEntry(f"cache entry {key[:12]}… is damaged: {reason}",
+                               "it is recomputed and overwritten by the next run") from None
+        return None if raw is None else CacheEntry.from_json(data, key)
+
+    def object_state(self, entry: CacheEntry, verify: bool = False) -> str | None:
+        """Why the object an entry names cannot be reused ("missing", "corrupt"), or None.
+        A size that differs from the entry's is corrupt; `verify` re-hashes the bytes too."""
+        path = self.object_path(entry.digest)
+        try:
+            size = os.stat(path).st_size if self.local else self.fs.info(path).get("size")
+        except FileNotFoundError:
+            return "missing"
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from None
+        if size != entry.size:
+            return "corrupt"
+        if verify and digest_bytes(self._read(path) or b"") != entry.digest:
+            return "corrupt"
+        return None
+
+    def discard(self, digest: str) -> None:
+        """Remove a corrupt object, so that recomputing it writes it anew."""
+        self.remove(self._rel(self.object_path(digest)))
+
+    def _rel(self, path: str) -> str:
+        prefix = self.root.rstrip("/") + "/"
+        return path[len(prefix):] if path.startswith(prefix) else path
 
     def list(self, relpath: str) -> list[str]:
         """Relative paths of the files under a directory of the store (sorted; temp files skipped)."""
@@ -172,13 +283,17 @@ class Store:
         rel = [p[len(prefix):] if p.startswith(prefix) else p.lstrip("/") for p in found]
         return sorted(r for r in rel if not os.path.basename(r).startswith(TMP_PREFIX))
 
-    def iter_entries(self) -> Iterator[tuple[str, dict | None]]:
+    def iter_entries(self) -> Iterator[tuple[str, str, CacheEntry | DamagedEntry]]:
+        """(relative path, key, entry or why it is damaged) of every file under cache/."""
         for rel in self.list("cache"):
-            key = os.path.basename(rel)[:-5]
+            key = os.path.basename(rel).removesuffix(".json")
+            if not _HEX64.fullmatch(key) or rel != f"cache/{key[:2]}/{key}.json":
+                yield rel, key, DamagedEntry(f"{rel} is not a cache entry's name")
+                continue
             try:
-                yield key, self.get_entry(key)
-            except StoreError:
-                yield key, None
+                yield rel, key, self.get_entry(key) or DamagedEntry(f"{rel} vanished")
+            except DamagedEntry as exc:
+                yield rel, key, exc
 
     def iter_objects(self) -> Iterator[str]:
         for rel in self.list("objects"):

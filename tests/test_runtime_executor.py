@@ -107,7 +107,8 @@ def test_a_node_that_needs_every_cpu_runs_alone(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_stops_starting_nodes_and_records_an_interrupted_run(tmp_path, monkeypatch):
-    from pipespec.runtime import maintenance, records
+    from pipespec.runtime import records
+    from pipespec.runtime.verify import verify
 
     def interrupt(ctx):
         raise KeyboardInterrupt
@@ -120,7 +121,7 @@ def test_ctrl_c_stops_starting_nodes_and_records_an_interrupted_run(tmp_path, mo
     (record,) = records.latest(store, "sched", 5)
     assert record["status"] == "interrupted"
     assert {n["id"] for n in record["nodes"]} == {"source.d"}  # nothing after the interrupt started
-    assert maintenance.verify(store) == []
+    assert verify(store) == []
 
 
 def test_the_live_progress_table_shows_every_node_with_status_and_rows(tmp_path):

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from pipespec.cli import main
 from pipespec.runtime import maintenance, records
+from pipespec.runtime.verify import verify
 from pipespec.runtime.errors import CorruptArtifact
 from pipespec.runtime.registry import Registry
 from pipespec.runtime.store import TMP_PREFIX, Store
@@ -101,7 +102,7 @@ def test_disk_full_fails_the_node_and_caches_nothing_for_it(tmp_path, monkeypatc
     assert report.exit_code == 1
     for r in failed:
         assert r.key is None or store.get_entry(r.key) is None
-    assert maintenance.verify(store) == []
+    assert verify(store) == []
 
 
 # --- kill -9, concurrency, corruption (real subprocesses) -----------------------------------
@@ -117,13 +118,13 @@ def test_kill_9_at_any_point_leaves_a_valid_store(tmp_path):
         time.sleep(rng.uniform(0.8, 4.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-        assert maintenance.verify(store) == [], f"attempt {attempt}"
+        assert verify(store) == [], f"attempt {attempt}"
         for path in Path(store.root).rglob("*"):
             if path.is_file() and path.name.endswith(".json") and not path.name.startswith(TMP_PREFIX):
                 json.loads(path.read_text())  # every visible JSON document is whole
     final = run_cli(spec)
     assert final.returncode == 0, final.stdout + final.stderr
-    assert maintenance.verify(store) == []
+    assert verify(store) == []
     clean = copy_churn(tmp_path / "clean")
     assert run_cli(clean).returncode == 0
     a = {k: v["digest"] for k, v in latest_nodes(store).items() if k.startswith(("source", "feature"))}
@@ -139,7 +140,7 @@ def test_two_concurrent_runs_on_one_store(tmp_path):
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     store = Store(str(spec.parent / ".pipespec"))
-    assert maintenance.verify(store) == []
+    assert verify(store) == []
     recs = records.latest(store, "telecom-churn", 2)
     assert len(recs) == 2
     digests = [{n["id"]: n["digest"] for n in r["nodes"] if n["kind"] in ("Source", "Transform")} for r in recs]
@@ -148,23 +149,42 @@ def test_two_concurrent_runs_on_one_store(tmp_path):
     assert third.returncode == 0 and {n["status"] for n in latest_nodes(store).values()} == {"cached"}
 
 
-def test_a_corrupted_artifact_is_found_by_verify_and_by_the_next_read(tmp_path):
-    spec = copy_churn(tmp_path)
-    assert run_cli(spec).returncode == 0
-    store = Store(str(spec.parent / ".pipespec"))
-    digest = latest_nodes(store)["feature.churn_features"]["digest"]
-    path = Path(store.object_path(digest))
+def _flip_middle_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
 
+
+def test_a_corrupted_input_is_recomputed_by_its_producer_once(tmp_path):
+    """A reader that finds its input corrupt re-runs the producer (with a warning), never retries
+    itself on E0805, and ends with the clean digests."""
+    spec = copy_churn(tmp_path)
+    assert run_cli(spec).returncode == 0
+    store = Store(str(spec.parent / ".pipespec"))
+    clean = {k: n["digest"] for k, n in latest_nodes(store).items()}
+    digest = clean["feature.churn_features"]
+    _flip_middle_byte(Path(store.object_path(digest)))
+
     out = CliRunner().invoke(main, ["cache", "verify", "--store", str(store.root)])
     assert out.exit_code == 1 and digest[:12] in out.output
     rerun = run_cli(spec, "--force", "train.churn_gbm")
-    assert rerun.returncode == 1 and "E0805" in rerun.stdout and "corrupt" in rerun.stdout
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "feature.churn_features" in rerun.stderr and "corrupt: recomputing it" in rerun.stderr
+    nodes = latest_nodes(store)
+    assert {k: n["digest"] for k, n in nodes.items()} == clean
+    assert nodes["feature.churn_features"]["status"] == "done"
+    assert verify(store) == []
+
+
+def test_a_corrupt_object_found_by_verify_delete_is_recomputed_by_the_next_run(tmp_path):
+    spec = copy_churn(tmp_path)
+    assert run_cli(spec).returncode == 0
+    store = Store(str(spec.parent / ".pipespec"))
+    digest = latest_nodes(store)["feature.churn_features"]["digest"]
+    _flip_middle_byte(Path(store.object_path(digest)))
     fixed = CliRunner().invoke(main, ["cache", "verify", "--store", str(store.root), "--delete"])
-    assert fixed.exit_code == 0
-    assert maintenance.verify(store) == []
+    assert fixed.exit_code == 0 and "(removed)" in fixed.output
+    assert verify(store) == []
     healed = run_cli(spec)
     assert healed.returncode == 0, healed.stdout
     nodes = latest_nodes(store)
@@ -184,7 +204,7 @@ def test_gc_keeps_the_latest_runs_and_registered_models(tmp_path):
     assert set(store.iter_objects()) == before and dry.objects
     out = maintenance.gc(store, keep_runs=1, grace_seconds=0)
     assert out.objects == dry.objects
-    assert maintenance.verify(store) == []
+    assert verify(store) == []
     latest = latest_nodes(store)
     assert all(store.has(n["digest"]) for n in latest.values())
     versions = Registry(store).versions("telecom-churn", "churn_gbm")
@@ -216,6 +236,6 @@ def test_a_run_on_an_fsspec_store_url_caches_there(tmp_path, monkeypatch):
     second = execute(graph, Store(url), str(spec.parent), RunOptions(jobs=2), quiet)
     assert {r.status for r in second.results} == {"cached"}
     store = Store(url)
-    assert not store.local and maintenance.verify(store) == []
+    assert not store.local and verify(store) == []
     assert not (spec.parent / ".pipespec").exists()
     assert Registry(store).production("telecom-churn", "churn_gbm") is not None

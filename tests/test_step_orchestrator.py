@@ -160,7 +160,8 @@ def test_the_ir_can_be_read_from_an_fsspec_url(tmp_path):
 def test_gc_keeps_what_steps_produced_and_drops_dead_rollout_step_reports(tmp_path):
     """An orchestrated pipeline writes no run record: gc keeps the newest result of every
     node run by `pipespec step`, and removes step reports of rollouts no longer current."""
-    from pipespec.runtime.maintenance import gc, verify
+    from pipespec.runtime.maintenance import gc
+    from pipespec.runtime.verify import verify
     from pipespec.runtime.store import Store
 
     ir = compile_ir(tmp_path)
