@@ -46,11 +46,15 @@ class Session:
         began = time.perf_counter()
         self._auth_env = os.environ.get(_AUTH_ENV)
         address = self.address or os.environ.get("RAY_ADDRESS") or None  # Ray's own convention
-        if address and address != "local":
-            _connect(address, self.namespace, self.timeout)
-        else:
-            _start(self.num_cpus, self.object_store_memory or DEFAULT_OBJECT_STORE, self.namespace)
-            self.started = True
+        try:
+            if address and address != "local":
+                _connect(address, self.namespace, self.timeout)
+            else:
+                _start(self.num_cpus, self.object_store_memory or DEFAULT_OBJECT_STORE, self.namespace)
+                self.started = True
+        except RunError:
+            self._restore_auth_env()
+            raise
         self.owned, self.seconds = True, time.perf_counter() - began
         return self
 
@@ -59,6 +63,9 @@ class Session:
             return
         import ray
         ray.shutdown()
+        self._restore_auth_env()
+
+    def _restore_auth_env(self) -> None:
         if self._auth_env is None:  # ray.init() set it for this process only; do not leak it
             os.environ.pop(_AUTH_ENV, None)
 
@@ -69,10 +76,32 @@ def _init_kwargs(namespace: str | None) -> dict:
 
 
 def _start(num_cpus: int, object_store_memory: int, namespace: str | None) -> None:
-    """address="local": a new Ray even when `ray start` left a cluster that ray.init() would join."""
+    """address="local": a new Ray even when `ray start` left a cluster that ray.init() would join.
+
+    Ray that does not come up (on a loaded machine its processes miss their start-up
+    deadlines) is a RunError with the cause and what raises those deadlines."""
     import ray
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-             object_store_memory=object_store_memory, **_init_kwargs(namespace))
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 object_store_memory=object_store_memory, **_init_kwargs(namespace))
+    except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception, RuntimeError, ConnectionError...
+        with contextlib.suppress(Exception):
+            ray.shutdown()  # whatever half started
+        raise RunError(CODE, f"could not start a local Ray for the run: {type(exc).__name__}: "
+                             f"{_first_line(exc)}", _START_HINT) from None
+
+
+# Ray 2.60's start-up deadlines and the environment variables that set them (ray/_private/
+# node.py and ray_constants.py read the first and last; the raylet, a C++ RayConfig, the others).
+# The driver's own wait for the node to register (30 s, node.py) has no variable.
+START_TIMEOUTS = ("RAY_gcs_server_port_wait_time_s", "RAY_raylet_start_wait_time_s",
+                  "RAY_agent_register_timeout_ms", "RAY_gcs_server_request_timeout_seconds")
+_START_HINT = ("on a loaded machine Ray's processes can miss their start-up deadlines: raise them in the "
+               "environment and run again, e.g. RAY_gcs_server_port_wait_time_s=120 (the wait for the GCS, "
+               "default 30), RAY_raylet_start_wait_time_s=120 (the raylet's), RAY_agent_register_timeout_ms="
+               "120000 (the raylet's wait for its agent), RAY_gcs_server_request_timeout_seconds=120 (each GCS "
+               "request, default 60); or start Ray once (`ray start --head`) and pass --address auto; "
+               "Ray's logs are in /tmp/ray/session_latest/logs")
 
 
 def _connect(address: str, namespace: str | None, timeout: float) -> None:
