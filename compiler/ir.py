@@ -4,8 +4,9 @@ Nodes are frozen dataclasses with typed input ports and one typed output.  The
 graph is a networkx DiGraph built from the nodes' inputs on first use (`Graph.graph`;
 networkx costs ~0.1 s to import, which a fully cached run does not pay).  `to_json` is the
 canonical form (sorted keys, no timestamps, no absolute paths) and
-`from_json(to_json(g)) == g`.  A node's fingerprint hashes its definition
-without its name, position or upstream ids, so formatting and renames upstream
+`from_json(to_json(g)) == g`; `from_json` accepts nothing else (irjson.py checks every
+value while decoding and raises IRError naming its JSON path).  A node's fingerprint hashes its
+definition without its name, position or upstream ids, so formatting and renames upstream
 never change it.
 """
 
@@ -28,8 +29,25 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 FINGERPRINT_VERSION = 1
 
+# Names (SPEC.md §3): the spec models validate with these, and so does reading an IR back, since
+# ids and names end up in store paths and cache keys.  Strings, as pydantic's `pattern=` takes them.
+NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+PIPELINE_RE = r"^[a-z][a-z0-9_-]*$"
+
 _FROZEN = dict(frozen=True, slots=True, kw_only=True)
 _CLASSES: dict[str, type] = {}
+
+
+class IRError(ValueError):
+    """JSON that is not an IR this pipespec wrote; `path` locates the offending value
+    (`nodes[3].inputs[0].node`; empty for the document as a whole)."""
+
+    def __init__(self, message: str, path: str = ""):
+        super().__init__(f"{path}: {message}" if path else message)
+        self.message, self.path = message, path
+
+    def __reduce__(self):
+        return type(self), (self.message, self.path)
 
 
 def _register(cls):
@@ -73,6 +91,10 @@ class DecisionType:
     """A pass/fail decision with the value and verdict of every check."""
 
 
+PortType = TableType | ModelType | MetricsType | DecisionType
+Scalar = str | int | float | bool | None  # a param's value, a literal
+
+
 @_register
 @dataclass(**_FROZEN)
 class Input:
@@ -80,7 +102,7 @@ class Input:
 
     role: str
     node: str
-    type: Any
+    type: PortType
 
 
 @_register
@@ -126,6 +148,9 @@ class Derive:
 @dataclass(**_FROZEN)
 class Select:
     columns: tuple[str, ...]
+
+
+TableOp = Join | Filter | Aggregate | Derive | Select
 
 
 @_register
@@ -178,8 +203,8 @@ class Node:
     span: Span | None = field(default=None, compare=False)
     description: str | None = None
     inputs: tuple[Input, ...] = ()
-    output: Any = None
-    params: tuple[tuple[str, Any], ...] = ()
+    output: PortType | None = None
+    params: tuple[tuple[str, Scalar], ...] = ()
     resources: Resources | None = None
     retries: int | None = None
 
@@ -206,7 +231,7 @@ class Source(Node):
 class Transform(Node):
     """One feature: an ordered list of table operations over its inputs."""
 
-    ops: tuple[Any, ...] = ()
+    ops: tuple[TableOp, ...] = ()
 
 
 @_register
@@ -257,6 +282,16 @@ class Rollout(Node):
 
 
 NODE_KINDS = ("Source", "Transform", "Train", "Evaluate", "Gate", "Rollout")
+ID_PREFIX = {"Source": "source", "Transform": "feature", "Train": "train", "Evaluate": "evaluate",
+             "Gate": "gate", "Rollout": "rollout"}  # a node's id is `<prefix>.<name>`
+OUTPUT = {"Source": TableType, "Transform": TableType, "Train": ModelType, "Evaluate": MetricsType,
+          "Gate": DecisionType, "Rollout": DecisionType}
+# the roles of a node's inputs, sorted, by kind (SPEC.md §15); a rollout adds `gate:<name>` per gate
+INPUT_ROLES = {"Source": ((),), "Transform": (("input",), ("left", "right")), "Train": (("table",),),
+               "Evaluate": (("model", "table"),), "Gate": (("metrics",), ("table",)),
+               "Rollout": (("model", "replay"), ("model", "table"))}
+ROLE_TYPE = {"input": TableType, "left": TableType, "right": TableType, "table": TableType,
+             "replay": TableType, "model": ModelType, "metrics": MetricsType, "gate": DecisionType}
 _CLASS_SET = frozenset(_CLASSES.values())
 
 
@@ -318,23 +353,11 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-def decode(data: Any) -> Any:
-    if isinstance(data, list):
-        return tuple(decode(v) for v in data)
-    if not isinstance(data, dict):
-        return data
-    if "kind" not in data:
-        return E.from_json(data) if "node" in data else Span.from_json(data)
-    cls = _CLASSES[data["kind"]]
-    names = _field_names(cls)
-    return cls(**{k: decode(v) for k, v in data.items() if k in names})
-
-
 def canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-_UNFINGERPRINTED = {"id", "name", "span", "description"}
+_UNFINGERPRINTED = {"id", "name", "span", "description", "fingerprint"}
 
 
 def fingerprint(node: Node) -> str:
@@ -361,7 +384,7 @@ class Graph:
     pipeline: str
     nodes: tuple[Node, ...]
     description: str | None = None
-    params: tuple[tuple[str, Any], ...] = ()
+    params: tuple[tuple[str, Scalar], ...] = ()
     targets: str = "{}"  # canonical JSON of the validated `targets:` options
     source_file: str | None = None
     _graph: nx.DiGraph | None = field(default=None, init=False, compare=False, repr=False)
@@ -461,16 +484,7 @@ class Graph:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Graph":
-        data = json.loads(text)
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ValueError(f"IR schema_version {version!r} is not supported "
-                             f"(this pipespec reads {SCHEMA_VERSION})")
-        nodes = tuple(decode(n) for n in data["nodes"])
-        for raw, node in zip(data["nodes"], nodes):
-            if raw.get("fingerprint") != fingerprint(node):
-                raise ValueError(f"IR node {node.id}: fingerprint does not match its definition "
-                                 "(edited by hand, or written by another pipespec version)")
-        return cls(pipeline=data["pipeline"], nodes=nodes, description=data.get("description"),
-                   params=tuple(sorted(data.get("params", {}).items())),
-                   targets=canonical(data.get("targets", {})), source_file=data.get("source_file"))
+        """The graph `to_json` wrote; IRError for anything else (another schema version, a
+        node edited by hand, a malformed value, a name that is not the compiler's)."""
+        from .irjson import read_graph
+        return read_graph(text)
