@@ -215,7 +215,7 @@ def _mutate_data(data: dict, rng: random.Random, raws: list[str]) -> Any:
 
 def data_mutant(text: str, rng: random.Random) -> str:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError:
         return text_mutant(text, rng)
     raws: list[str] = []
@@ -228,7 +228,10 @@ def data_mutant(text: str, rng: random.Random) -> str:
     return out
 
 
-class _Dumper(yaml.SafeDumper):
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
     pass
 
 
