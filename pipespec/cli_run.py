@@ -356,9 +356,13 @@ def cache_verify(store_url, delete):
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 def cache_gc(store_url, keep, grace, dry_run):
     """Remove entries and objects no recent run or registered model references."""
+    from pipespec.runtime.errors import RunError
     from pipespec.runtime.maintenance import gc
     from pipespec.runtime.store import Store
-    out = gc(Store(store_url), keep_runs=keep, grace_seconds=grace, dry_run=dry_run)
+    try:
+        out = gc(Store(store_url), keep_runs=keep, grace_seconds=grace, dry_run=dry_run)
+    except RunError as exc:  # a damaged run record: gc cannot tell what it keeps
+        _fail(exc, "text")
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {len(out.entries)} entries, {len(out.objects)} objects ({out.bytes:,} bytes), "
                f"{len(out.temp_files)} stale temp files")

@@ -308,3 +308,13 @@ def test_keys_and_digests_must_be_hex_digests(tmp_path):
         store.get_entry("../../etc/passwd")
     with pytest.raises(StoreError):
         store.get("../" * 10 + "x" * 40)
+
+
+def test_gc_with_a_damaged_run_record_says_so_and_deletes_nothing(project):
+    spec, store, clean = project
+    (path,) = Path(store.path("runs/heal")).glob("*.json")
+    path.write_text("[]")
+    before = sorted(p for p in Path(store.root).rglob("*") if p.is_file())
+    result = cli("cache", "gc", "--store", store.root, "--grace", "0")
+    assert result.exit_code == 1 and "E0804" in result.output and "Traceback" not in result.output
+    assert sorted(p for p in Path(store.root).rglob("*") if p.is_file()) == before
