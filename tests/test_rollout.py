@@ -115,6 +115,32 @@ def test_the_decision_artifact_holds_no_measured_values(tmp_path):
     assert out.summary["steps"][0]["latency_p99_ms"] >= 0
 
 
+@pytest.mark.parametrize("strategy, steps, rollback_if, first, stages", [
+    ("canary", "[{traffic: 10}, {traffic: 100}]", "error_rate > 0.5", "promoted to production.",
+     ["canary", "production"]),
+    ("canary", "[{traffic: 10}, {traffic: 100}]", "error_rate >= 0", "archived; production unchanged.",
+     ["canary", "archived"]),
+    ("shadow", "[{traffic: 20}]", "error_rate > 0.5", "stays at stage candidate (shadow rollouts never promote).",
+     ["candidate"]),
+])
+def test_a_recomputed_decision_is_the_same_artifact_and_leaves_the_registry_alone(
+        tmp_path, strategy, steps, rollback_if, first, stages):
+    """Its cache entry lost, a rollout runs again on the same inputs: the same key and bytes;
+    what the registry did (which depends on the earlier run) is only in the summary."""
+    sim, graph = Sim(tmp_path), spec(strategy=strategy, steps=steps, rollback_if=rollback_if)
+    (out, key), (again, key_again) = simulate(sim, graph), simulate(sim, graph)
+    assert key == key_again and out.value == again.value
+    assert artifacts.encode(artifacts.JSON, out.value) == artifacts.encode(artifacts.JSON, again.value)
+    version = version_of(sim.candidate)
+    assert out.summary["registry"] == f"Registry: {version} {first}"
+    history = [h["stage"] for h in sim.registry.get(PIPELINE, "m", version)["history"]]
+    assert history == stages
+    if stages[-1] != "candidate":
+        assert again.summary["registry"] == (f"Registry: {version} was already {stages[-1]} "
+                                             "(an earlier run); left unchanged.")
+    assert "Registry" not in out.value["note"] and "registry" not in out.value
+
+
 # --- strategies ------------------------------------------------------------------------
 
 
@@ -233,7 +259,8 @@ def test_sample_run_leaves_the_registry_untouched(tmp_path):
     before = sim.registry.versions(PIPELINE, "m")
     out, _ = simulate(sim, spec(), sample=Sample(rows=100, seed=1))
     assert full(out)["outcome"] == "promoted"
-    assert "Sample run: the registry was left untouched." in full(out)["note"]
+    assert full(out)["note"].endswith("Sample run: the registry is left untouched.")
+    assert out.summary["registry"] == "Sample run: the registry was left untouched."
     assert sim.registry.versions(PIPELINE, "m") == before
 
 

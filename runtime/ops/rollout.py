@@ -2,17 +2,19 @@
 
 The traffic is a replayed sample (the `replay:` table, or the model's held-out
 rows), at most MAX_REQUESTS, scored one row at a time as a serving replica
-would, with real latencies.  Each step routes a seeded share of the requests to
-the candidate; the serving metrics over the candidate's requests are checked
-against `rollback_if`; the registry then records the outcome (never in a sample
-run).  The decision says it was simulated, and how.
+would, each request's latency the CPU time of its scoring call (see `serve`).
+Each step routes a seeded share of the requests to the candidate; the serving
+metrics over the candidate's requests are checked against `rollback_if`; the
+registry then records the outcome (never in a sample run).  The decision says it
+was simulated, and how; it is a function of the inputs alone, so what the
+registry did (which depends on earlier runs) goes to the node's summary.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,15 +50,19 @@ def run(ctx: Context) -> Output:
                         reason="direct rollout: promoted at once, nothing replayed")
     else:
         decision.update(_simulate(ctx, baseline))
-    decision["note"] = _note(decision) + " " + _record(ctx, decision)
+    decision["note"] = _note(decision, ctx.sample)
+    registry = _record(ctx, decision)
     ctx.log(f"{decision['outcome']} (simulated): {decision['reason']}")
-    summary = {"outcome": decision["outcome"], "reason": decision["reason"], "steps": decision["steps"]}
+    ctx.log(registry)
+    summary = {"outcome": decision["outcome"], "reason": decision["reason"], "steps": decision["steps"],
+               "registry": registry}
     return Output(_reproducible(decision), summary=summary)
 
 
-# measured on this machine, so they vary from run to run: kept in the run record and the
-# card (the node's summary), not in the decision artifact, whose digest must be the same
-# on every target for the same inputs
+# measured on this machine, so they vary a little from run to run: kept in the run record
+# and the card (the node's summary), not in the decision artifact, whose digest must be the
+# same on every target for the same inputs.  The outcome still depends on the latencies
+# (`rollback_if` reads them), which is why they are CPU times, not wall-clock (see `serve`).
 MEASURED = ("latency_p50_ms", "latency_p99_ms", "hold")
 
 
@@ -121,7 +127,7 @@ def _predict(model: Any, kind: str, X: np.ndarray) -> np.ndarray:
 
 
 def serve(model: Any, X: np.ndarray) -> Served:
-    """Score each request alone (a one-row predict, as a replica does), timing it.
+    """Score each request alone (a one-row predict, as a replica does), timing its CPU cost.
 
     Like a replica, one request runs on one thread: OpenMP (used by e.g. histogram
     gradient boosting) would otherwise spin up its pool for every row, which costs
@@ -131,19 +137,36 @@ def serve(model: Any, X: np.ndarray) -> Served:
         return _serve(model, X)
 
 
+# A request's latency is the model's compute cost, not this machine's load: the CPU time of
+# its scoring call on this thread (time waiting for a core, or for the GIL held by a node
+# running beside the rollout, is not counted), after WARMUP untimed requests (first-call
+# allocations and caches), the fastest of PASSES passes over the requests (a pass a
+# context switch or a busy neighbour slowed is not the one kept).  The rollout decision
+# depends on these numbers, so they must not flip with the build machine's load.
+WARMUP = 10
+PASSES = 3
+
+
 def _serve(model: Any, X: np.ndarray) -> Served:
     kind = output_kind(model)
-    values, latencies, failed = [], np.empty(len(X), dtype=np.int64), np.zeros(len(X), dtype=bool)
-    for i in range(len(X)):
-        started = time.perf_counter_ns()
-        try:
-            value = _predict(model, kind, X[i:i + 1])[0]
-        except Exception:  # noqa: BLE001 - a failed request is what error_rate counts
-            value = None
-        latencies[i] = time.perf_counter_ns() - started
-        failed[i] = value is None or not _finite(value)
-        values.append(None if failed[i] else value)
-    return Served(values, latencies, failed)
+    for i in range(min(WARMUP, len(X))):
+        _timed(model, kind, X[i:i + 1])
+    passes = [[_timed(model, kind, X[i:i + 1]) for i in range(len(X))] for _ in range(PASSES)]
+    values = [value for value, _ in passes[0]]
+    latencies = np.array([[ns for _, ns in p] for p in passes], dtype=np.int64)
+    failed = np.array([value is None for value in values], dtype=bool)
+    return Served(values, latencies.min(axis=0), failed)
+
+
+def _timed(model: Any, kind: str, row: np.ndarray) -> tuple[Any, int]:
+    """(the served value, None when the request failed; CPU nanoseconds of the call)."""
+    started = time.thread_time_ns()
+    try:
+        value = _predict(model, kind, row)[0]
+    except Exception:  # noqa: BLE001 - a failed request is what error_rate counts
+        value = None
+    elapsed = time.thread_time_ns() - started
+    return (value if value is not None and _finite(value) else None), elapsed
 
 
 def _finite(value: Any) -> bool:
@@ -215,6 +238,7 @@ class Replay:
     candidate: Any
     production: Any | None
     routing: np.ndarray  # one uniform draw per request: the request goes to the candidate below p
+    scored: dict = field(default_factory=dict)  # request index -> (value, latency ns) of the candidate
 
 
 def routed(replay: Replay, share: float, mirror: bool) -> np.ndarray:
@@ -228,9 +252,23 @@ def routed(replay: Replay, share: float, mirror: bool) -> np.ndarray:
     return mask
 
 
+def serve_routed(replay: Replay, mask: np.ndarray) -> Served:
+    """The candidate's answers to the routed requests.  A request an earlier step of this
+    replay already served keeps its value and latency: the steps' shares overlap (10% of
+    the requests are inside 50%), and each request is measured once per simulation."""
+    wanted = [int(i) for i in np.flatnonzero(mask)]
+    new = [i for i in wanted if i not in replay.scored]
+    if new:
+        fresh = serve(replay.candidate, replay.X[new])
+        replay.scored.update(zip(new, zip(fresh.values, fresh.latencies_ns.tolist())))
+    values = [replay.scored[i][0] for i in wanted]
+    return Served(values, np.array([replay.scored[i][1] for i in wanted], dtype=np.int64),
+                  np.array([v is None for v in values], dtype=bool))
+
+
 def step_report(k: int, share: float, replay: Replay, mask: np.ndarray) -> dict:
     X = replay.X[mask]
-    served = serve(replay.candidate, X)
+    served = serve_routed(replay, mask)
     value, why = drift(served, replay.production, output_kind(replay.candidate), X)
     ms = served.latencies_ns / 1e6
     report = {"step": k, "traffic": share, "requests": int(mask.sum()), "replayed": len(mask),
@@ -332,18 +370,25 @@ def _pass_reason(node: ir.Rollout, reports: list[dict]) -> str:
     return f"{node.strategy}: {len(reports)} step(s) passed, {checked}"
 
 
-def _note(decision: dict) -> str:
+def _note(decision: dict, sample) -> str:
+    """How the decision was made: from the inputs alone (never what the registry did)."""
     if decision["strategy"] == "direct":
-        return "Simulated locally: a direct rollout replays no traffic."
-    return (f"Simulated locally: {decision['requests']:,} requests replayed from {decision['origin']}, "
-            "each scored one row at a time on this machine; no live traffic was served.")
+        note = "Simulated locally: a direct rollout replays no traffic."
+    else:
+        note = (f"Simulated locally: {decision['requests']:,} requests replayed from {decision['origin']}, "
+                f"each scored one row at a time on one thread, its latency the CPU time of the scoring "
+                f"call (the fastest of {PASSES}); no live traffic was served.")
+    return note + (" Sample run: the registry is left untouched." if sample is not None else "")
 
 
 # --- the registry --------------------------------------------------------------------
 
 
 def _record(ctx: Context, decision: dict) -> str:
-    """Write the outcome to the registry (never in a sample run); say what was done."""
+    """Write the outcome to the registry (never in a sample run) and say what was done: this
+    depends on earlier runs, so it goes to the summary, never into the decision artifact.  A
+    decision recomputed for the same inputs (its cache entry lost) leaves the registry as the
+    first one did."""
     registry = ctx.registry
     if ctx.sample is not None:
         return "Sample run: the registry was left untouched."
@@ -352,17 +397,18 @@ def _record(ctx: Context, decision: dict) -> str:
     pipeline, model, version = ctx.pipeline, ctx.node.model, decision["candidate"]
     record = registry.get(pipeline, model, version) or registry.register(
         pipeline, model, digest=ctx.input_digests["model"])
-    if record["stage"] == "production":
-        return f"Registry: {version} was already in production (an earlier run); left unchanged."
-    outcome, note = decision["outcome"], f"simulated {decision['strategy']}: {decision['reason']}"
+    stage, outcome = record["stage"], decision["outcome"]
+    if stage == "production" or (stage == "archived" and outcome == "rolled_back"):
+        return f"Registry: {version} was already {stage} (an earlier run); left unchanged."
     if decision["strategy"] == "canary":
         registry.set_stage(pipeline, model, version, "canary", "simulated canary steps")
     if outcome == "promoted":
-        registry.promote(pipeline, model, version, note)
+        registry.promote(pipeline, model, version, f"simulated {decision['strategy']}: {decision['reason']}")
         return f"Registry: {version} promoted to production."
     if outcome == "rolled_back":
         registry.set_stage(pipeline, model, version, "archived", decision["reason"])
         return f"Registry: {version} archived; production unchanged."
-    if record["stage"] == "none":
-        registry.set_stage(pipeline, model, version, "candidate", note)
-    return f"Registry: {version} stays a candidate (shadow rollouts never promote)."
+    if stage == "none":
+        registry.set_stage(pipeline, model, version, "candidate", f"simulated shadow: {decision['reason']}")
+        stage = "candidate"
+    return f"Registry: {version} stays at stage {stage} (shadow rollouts never promote)."
