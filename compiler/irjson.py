@@ -13,8 +13,11 @@ else raises `ir.IRError` naming the JSON path of the offending value, e.g.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import re
+import sys
 import types
 import typing
 from typing import Any, Callable, Union
@@ -172,6 +175,16 @@ def _str_pair(v: Any) -> tuple[str, str]:
 _slow_pair = _fixed((_str, _str))
 
 
+def _hints(cls: type) -> dict[str, Any]:
+    """typing.get_type_hints for a dataclass, evaluating each distinct annotation once (import time)."""
+    return {f.name: _hint(f.type, cls.__module__) for f in dataclasses.fields(cls)}
+
+
+@functools.cache
+def _hint(annotation: str, module: str) -> Any:
+    return eval(annotation, vars(sys.modules[module]))  # noqa: S307 - our own annotations
+
+
 def _keys(v: dict, keys: frozenset) -> _Bad:
     missing, unknown = sorted(keys - v.keys()), sorted(set(v) - keys)
     if missing:
@@ -179,9 +192,10 @@ def _keys(v: dict, keys: frozenset) -> _Bad:
     return _Bad(f"unknown key {unknown[0]!r}").at(unknown[0])
 
 
+@functools.cache
 def _fields(cls: type, tag: str | None, extra: frozenset = frozenset()) -> Reader:
     """Reads an object with exactly `cls`'s fields (plus `tag` and `extra`) into a `cls`."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     names = ir._field_names(cls)
     reads = tuple((name, _reader(hints[name], name)) for name in names)
     keys = frozenset(names) | ({tag} if tag else set()) | extra
@@ -206,6 +220,7 @@ def _rejects(read: Reader, v: Any) -> bool:
     return False
 
 
+@functools.cache
 def _tagged(classes: tuple[type, ...]) -> Reader:
     """An object whose `kind` picks one of `classes`."""
     by_kind = {c.__name__: _fields(c, "kind") for c in classes}
@@ -284,11 +299,11 @@ def _exprs(v: Any, depth: int) -> tuple[E.Expr, ...]:
 
 def _expr_fields(cls: type) -> Callable[[dict, int], E.Expr]:
     """Like `_fields`, passing the depth on to child expressions."""
-    hints = typing.get_type_hints(cls)
-    names = tuple(f for f in E._JSON_FIELDS[cls])
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
     nested = {"Expr": _expr, "tuple[Expr, ...]": _exprs}
-    reads = tuple((n, nested.get(cls.__annotations__.get(n)) or _reader(hints[n], n),
-                   cls.__annotations__.get(n) in nested) for n in names)
+    names = E._JSON_FIELDS[cls]
+    reads = tuple((n, nested.get(hints[n]) or _reader(_hint(hints[n], cls.__module__), n), hints[n] in nested)
+                  for n in names)
     keys = frozenset(names) | {"node"}
 
     def read_expr(v, depth):
@@ -312,7 +327,6 @@ _EXPR_CLASSES = {name: _expr_fields(cls) for name, cls in E.NODE_CLASSES.items()
 _GRAPH_KEYS = frozenset({"schema_version", "pipeline", "description", "params", "targets",
                          "source_file", "nodes", "edges"})
 _NODES = {kind: _fields(ir._CLASSES[kind], "kind", frozenset({"fingerprint"})) for kind in ir.NODE_KINDS}
-_params = _tuple_of(_fixed((_name, _scalar)))
 
 
 def read_graph(text: str | bytes) -> ir.Graph:
