@@ -120,8 +120,8 @@ def test_the_decision_artifact_holds_no_measured_values(tmp_path):
      ["canary", "production"]),
     ("canary", "[{traffic: 10}, {traffic: 100}]", "error_rate >= 0", "archived; production unchanged.",
      ["canary", "archived"]),
-    ("shadow", "[{traffic: 20}]", "error_rate > 0.5", "stays at stage candidate (shadow rollouts never promote).",
-     ["candidate"]),
+    ("shadow", "[{traffic: 20}]", "error_rate > 0.5",
+     "stays at stage candidate (shadow rollouts never promote).", ["candidate"]),
 ])
 def test_a_recomputed_decision_is_the_same_artifact_and_leaves_the_registry_alone(
         tmp_path, strategy, steps, rollback_if, first, stages):

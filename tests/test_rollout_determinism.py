@@ -25,7 +25,7 @@ from pipespec.runtime.progress import Reporter
 from pipespec.runtime.registry import Registry, version_of
 from pipespec.runtime.step import open_runner
 from pipespec.runtime.store import Store
-from test_rollout import PIPELINE, Sim, fit, full, spec
+from test_rollout import Sim, fit, full, spec
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLLOUT = "rollout.churn_gbm"
@@ -73,7 +73,7 @@ def test_a_recomputed_rollout_has_the_same_digest_and_the_registry_says_why(chur
     decision = artifacts.decode(artifacts.JSON, Store(str(store)).get(again.digest))
     assert "Registry" not in decision["note"] and "registry" not in decision
     card = (store / "cards" / "telecom-churn" / "churn_gbm.md").read_text()
-    assert "- stage: production" in card and "Registry: " not in card
+    assert "- stage: production" in card
 
 
 def run_as_tasks(spec_path: Path, store: Path) -> str:
@@ -119,7 +119,7 @@ def test_the_step_path_decides_the_same_bytes_and_so_does_its_recomputation(chur
 
 BUSY = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end: pass\n"
 LOADERS = 3  # busy-loop processes: more than the 2 cores of a small CI machine
-LOAD_FACTOR = 3.0  # SPEC §13: a loaded machine's CPU-time latencies stay within this of a quiet one's
+LOAD_FACTOR = 3.0  # SPEC §13: loaded CPU-time latencies stay within this of quiet ones
 
 
 @contextlib.contextmanager
@@ -147,24 +147,25 @@ def gbm(tmp_path_factory):
 
 
 def gbm_canary(tmp_path: Path, model) -> tuple[Sim, object]:
-    """Its canary against a production tree, with a latency threshold over ten times its cost."""
+    """Its canary against a production tree, with a latency threshold five times its cost,
+    which wall-clock timings on loaded cores (p99 of 20-40 ms) would cross."""
     sim = Sim(tmp_path)
     sim.candidate = sim.put(model)
-    return sim, spec(rollback_if="error_rate > 0.02 or latency_p99_ms > 50")
+    return sim, spec(rollback_if="error_rate > 0.02 or latency_p99_ms > 20")
 
 
-def simulate(sim: Sim, graph) -> tuple[bytes, dict]:
-    """(the decision artifact's bytes, the last step's report with its latencies)."""
+def simulate(sim: Sim, graph) -> tuple[dict, bytes, dict]:
+    """(the decision, its artifact's bytes, the last step's report with its latencies)."""
     out = rollout.run(sim.context(graph))
-    assert sim.registry.get(PIPELINE, "m", version_of(sim.candidate))["stage"] == "production"
-    return artifacts.encode(artifacts.JSON, out.value), full(out)["steps"][-1]
+    return out.value, artifacts.encode(artifacts.JSON, out.value), full(out)["steps"][-1]
 
 
 def test_a_busy_machine_neither_changes_the_decision_nor_inflates_the_latencies(tmp_path, gbm):
     quiet, loaded = gbm_canary(tmp_path / "quiet", gbm), gbm_canary(tmp_path / "loaded", gbm)
-    quiet_bytes, quiet_step = simulate(*quiet)
+    decision, quiet_bytes, quiet_step = simulate(*quiet)
     with busy_cores():
-        loaded_bytes, loaded_step = simulate(*loaded)
-    assert loaded_bytes == quiet_bytes
+        _, loaded_bytes, loaded_step = simulate(*loaded)
+    assert decision["outcome"] == "promoted", quiet_step
+    assert loaded_bytes == quiet_bytes, loaded_step
     for metric in ("latency_p50_ms", "latency_p99_ms"):
-        assert 0 < loaded_step[metric] <= LOAD_FACTOR * quiet_step[metric], (metric, quiet_step, loaded_step)
+        assert 0 < loaded_step[metric] <= LOAD_FACTOR * quiet_step[metric], (quiet_step, loaded_step)

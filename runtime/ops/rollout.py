@@ -375,9 +375,9 @@ def _note(decision: dict, sample) -> str:
     if decision["strategy"] == "direct":
         note = "Simulated locally: a direct rollout replays no traffic."
     else:
-        note = (f"Simulated locally: {decision['requests']:,} requests replayed from {decision['origin']}, "
-                f"each scored one row at a time on one thread, its latency the CPU time of the scoring "
-                f"call (the fastest of {PASSES}); no live traffic was served.")
+        note = (f"Simulated locally: {decision['requests']:,} requests replayed from "
+                f"{decision['origin']}, each scored one row at a time on one thread, its latency the "
+                f"CPU time of the scoring call (the fastest of {PASSES}); no live traffic was served.")
     return note + (" Sample run: the registry is left untouched." if sample is not None else "")
 
 
@@ -398,17 +398,18 @@ def _record(ctx: Context, decision: dict) -> str:
     record = registry.get(pipeline, model, version) or registry.register(
         pipeline, model, digest=ctx.input_digests["model"])
     stage, outcome = record["stage"], decision["outcome"]
+    note = f"simulated {decision['strategy']}: {decision['reason']}"
     if stage == "production" or (stage == "archived" and outcome == "rolled_back"):
         return f"Registry: {version} was already {stage} (an earlier run); left unchanged."
     if decision["strategy"] == "canary":
         registry.set_stage(pipeline, model, version, "canary", "simulated canary steps")
     if outcome == "promoted":
-        registry.promote(pipeline, model, version, f"simulated {decision['strategy']}: {decision['reason']}")
+        registry.promote(pipeline, model, version, note)
         return f"Registry: {version} promoted to production."
     if outcome == "rolled_back":
         registry.set_stage(pipeline, model, version, "archived", decision["reason"])
         return f"Registry: {version} archived; production unchanged."
     if stage == "none":
-        registry.set_stage(pipeline, model, version, "candidate", f"simulated shadow: {decision['reason']}")
+        registry.set_stage(pipeline, model, version, "candidate", note)
         stage = "candidate"
     return f"Registry: {version} stays at stage {stage} (shadow rollouts never promote)."
