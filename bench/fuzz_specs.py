@@ -31,6 +31,7 @@ import copy
 import faulthandler
 import os
 import random
+import re
 import sys
 import time
 import traceback
@@ -142,8 +143,50 @@ def random_char(text: str, rng: random.Random) -> str:
     return text[:i] + char + text[i + rng.choice([0, 1]):]
 
 
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+VOCABULARY = ("int64", "int32", "float64", "float32", "bool", "string", "date", "timestamp", "null",
+              "true", "x", "id", "label", "production", "params", "sum", "mean", "count", "stddev",
+              "if_else", "coalesce", "cast", "date", "year", "round", "sqrt", "abs", "lower", "row_count",
+              "null_fraction", "min", "max", "and", "or", "not", "in", "is", "accuracy", "roc_auc", "r2",
+              "rmse", "log_loss", "error_rate", "latency_p99_ms", "n_estimators", "max_depth", "C",
+              "random_state", "probability", "sklearn.svm.SVC", "sklearn.cluster.KMeans",
+              "sklearn.dummy.DummyClassifier", "sklearn.linear_model.LinearRegression",
+              "sklearn.ensemble.HistGradientBoostingRegressor", "sklearn.pipeline.Pipeline",
+              "canary", "shadow", "blue_green", "direct", "left", "right", "outer", "cross")
+EXPR_TOKENS = (" + ", " - ", " * ", " / ", " % ", " and ", " or ", " not ", " == ", " != ", " < ", " >= ",
+               " in [1, 2]", " is null", " is not null", "(", ")", "[", "]", ",", "null", "1e999", "-1",
+               "9" * 30, "9" * 5000, "0.5", '"x"', "''", "`odd col`", "date(\"2026-02-30\")",
+               "timestamp(\"x\")", "sum(", "count()", "if_else(", "${params.seed}", "params.x",
+               "production.", " x ", "\\", "\\u0000")
+
+
+def swap_word(text: str, rng: random.Random) -> str:
+    """A name becomes another name of the spec or of the language: references, types, functions,
+    metrics and estimators that exist, just not there, so the mutant reaches the later passes."""
+    words = list(_WORD.finditer(text))
+    if not words:
+        return insert_token(text, rng)
+    m = rng.choice(words)
+    other = rng.choice(words).group(0) if rng.random() < 0.6 else rng.choice(VOCABULARY)
+    return text[:m.start()] + other + text[m.end():]
+
+
+def expr_token(text: str, rng: random.Random) -> str:
+    """An expression token inserted into a value (most values are names or expressions)."""
+    lines = _lines(text)
+    candidates = [i for i, line in enumerate(lines) if ": " in line and not line.lstrip().startswith("#")]
+    if not candidates:
+        return insert_token(text, rng)
+    i = rng.choice(candidates)
+    head, value = lines[i].split(": ", 1)
+    at = rng.randrange(len(value) + 1)
+    lines[i] = f"{head}: {value[:at]}{rng.choice(EXPR_TOKENS)}{value[at:]}"
+    return "\n".join(lines)
+
+
 TEXT_MUTATIONS = (delete_lines, duplicate_line, swap_chars, delete_span, insert_token, replace_value,
-                  replace_value, replace_line, reindent, random_char, random_char)
+                  replace_value, replace_line, reindent, random_char, random_char, swap_word, swap_word,
+                  swap_word, expr_token, expr_token)
 
 
 def text_mutant(text: str, rng: random.Random) -> str:
@@ -294,6 +337,21 @@ def check(raw: bytes, base_dir: str, params: tuple[str, ...] = ()) -> Result | N
     return result
 
 
+def compile_targets(result: Result | None) -> None:
+    """`--targets`: a spec that checks must also compile for every target, or be refused by it
+    (UnsupportedError, what `pipespec compile` prints as an error)."""
+    if result is None or result.ir is None:
+        return
+    from pipespec.targets.base import UnsupportedError
+    from pipespec.targets.registry import TARGETS
+
+    for target in TARGETS.values():
+        try:
+            target.compile(result.ir, {})
+        except UnsupportedError:
+            pass
+
+
 # --- the command --------------------------------------------------------------------------
 
 
@@ -305,7 +363,7 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
-def run(n: int, seed: int, slow: float, hang: float, save: str | None) -> int:
+def run(n: int, seed: int, slow: float, hang: float, save: str | None, targets: bool = False) -> int:
     import signal
 
     specs, texts = corpus(), {}
@@ -323,7 +381,9 @@ def run(n: int, seed: int, slow: float, hang: float, save: str | None) -> int:
         signal.setitimer(signal.ITIMER_REAL, hang / 2)
         t0 = time.perf_counter()
         try:
-            check(m.raw, str(m.source.parent), m.params)
+            result = check(m.raw, str(m.source.parent), m.params)
+            if targets:
+                compile_targets(result)
             error = None
         except _Timeout:
             error = f"timeout: over {hang / 2:g}s"
@@ -377,7 +437,8 @@ def show(seed: int, i: int) -> None:
     sys.stdout.write(m.raw.decode("utf-8", "replace") + "\n")
     t0 = time.perf_counter()
     result = check(m.raw, str(m.source.parent), m.params)
-    print(f"# checked in {time.perf_counter() - t0:.3f}s")
+    compile_targets(result)
+    print(f"# checked (and compiled for every target) in {time.perf_counter() - t0:.3f}s")
     if result is not None:
         print(render_text(result.diagnostics, {FILE: result.text or ""}))
 
@@ -390,13 +451,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hang", type=float, default=60.0, help="seconds before a check is a hang")
     parser.add_argument("--save", metavar="DIR", help="write findings (and the current mutant) here")
     parser.add_argument("--show", type=int, metavar="I", help="print and check mutant I, then stop")
+    parser.add_argument("--targets", action="store_true",
+                        help="also compile every mutant that checks for every target (timed with the check)")
     args = parser.parse_args(argv)
     if args.show is not None:
         show(args.seed, args.show)
         return 0
     if args.save:
         os.makedirs(args.save, exist_ok=True)
-    return run(args.n, args.seed, args.slow, args.hang, args.save)
+    return run(args.n, args.seed, args.slow, args.hang, args.save, args.targets)
 
 
 if __name__ == "__main__":
