@@ -26,7 +26,7 @@ OPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "Train": ("1", ("scikit-learn", "numpy", "scipy", "skops")),
     "Evaluate": ("1", ("scikit-learn", "numpy", "scipy", "skops")),
     "Gate": ("1", ("pyarrow",)),
-    "Rollout": ("1", ("scikit-learn", "numpy")),
+    "Rollout": ("2", ("scikit-learn", "numpy")),  # 2: CPU-time latencies, registry action out of the decision
 }
 
 

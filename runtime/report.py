@@ -30,6 +30,8 @@ def run_summary(report, sources: dict[str, str] | None = None) -> str:
             when = "simulated" + (", cached from an earlier run" if r.status == "cached" else "")
             lines.append(f"{r.id}: {r.summary['outcome']} ({when})"
                          + (f": {r.summary['reason']}" if r.summary.get("reason") else ""))
+            if r.status == "done" and r.summary.get("registry"):  # what this run did to the registry
+                lines.append(f"  {r.summary['registry']}")
         elif r.status == "blocked":
             lines.append(f"{r.id}: not run: {r.reason}")
     if report.sample:
