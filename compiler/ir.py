@@ -286,10 +286,11 @@ ID_PREFIX = {"Source": "source", "Transform": "feature", "Train": "train", "Eval
              "Gate": "gate", "Rollout": "rollout"}  # a node's id is `<prefix>.<name>`
 OUTPUT = {"Source": TableType, "Transform": TableType, "Train": ModelType, "Evaluate": MetricsType,
           "Gate": DecisionType, "Rollout": DecisionType}
-# the roles of a node's inputs, sorted, by kind (SPEC.md §15); a rollout adds `gate:<name>` per gate
-INPUT_ROLES = {"Source": ((),), "Transform": (("input",), ("left", "right")), "Train": (("table",),),
-               "Evaluate": (("model", "table"),), "Gate": (("metrics",), ("table",)),
-               "Rollout": (("model", "replay"), ("model", "table"))}
+# the roles of a node's inputs, sorted, by kind (SPEC.md §15); a rollout adds `gate:<name>`
+# per gate it requires
+INPUT_ROLES = {"Source": ((),), "Transform": (("input",), ("left", "right")),
+               "Train": (("table",),), "Evaluate": (("model", "table"),),
+               "Gate": (("metrics",), ("table",)), "Rollout": (("model", "replay"), ("model", "table"))}
 ROLE_TYPE = {"input": TableType, "left": TableType, "right": TableType, "table": TableType,
              "replay": TableType, "model": ModelType, "metrics": MetricsType, "gate": DecisionType}
 _CLASS_SET = frozenset(_CLASSES.values())

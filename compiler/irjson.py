@@ -176,7 +176,7 @@ _slow_pair = _fixed((_str, _str))
 
 
 def _hints(cls: type) -> dict[str, Any]:
-    """typing.get_type_hints for a dataclass, evaluating each distinct annotation once (import time)."""
+    """typing.get_type_hints of a dataclass, evaluating each distinct annotation once."""
     return {f.name: _hint(f.type, cls.__module__) for f in dataclasses.fields(cls)}
 
 
@@ -273,7 +273,7 @@ def _union(args: tuple, name: str) -> Reader:
 
 
 def _expr(v: Any, depth: int = 1) -> E.Expr:
-    """An expression object (`node` names its class), at most E.MAX_EXPR_DEPTH deep as the parser allows."""
+    """An expression object (`node` names its class), as deep as the parser allows at most."""
     if type(v) is not dict:
         raise _expected("an expression object", v)
     node = v.get("node")
@@ -302,8 +302,8 @@ def _expr_fields(cls: type) -> Callable[[dict, int], E.Expr]:
     hints = {f.name: f.type for f in dataclasses.fields(cls)}
     nested = {"Expr": _expr, "tuple[Expr, ...]": _exprs}
     names = E._JSON_FIELDS[cls]
-    reads = tuple((n, nested.get(hints[n]) or _reader(_hint(hints[n], cls.__module__), n), hints[n] in nested)
-                  for n in names)
+    reads = tuple((n, nested.get(hints[n]) or _reader(_hint(hints[n], cls.__module__), n),
+                   hints[n] in nested) for n in names)
     keys = frozenset(names) | {"node"}
 
     def read_expr(v, depth):
@@ -326,7 +326,8 @@ _EXPR_CLASSES = {name: _expr_fields(cls) for name, cls in E.NODE_CLASSES.items()
 
 _GRAPH_KEYS = frozenset({"schema_version", "pipeline", "description", "params", "targets",
                          "source_file", "nodes", "edges"})
-_NODES = {kind: _fields(ir._CLASSES[kind], "kind", frozenset({"fingerprint"})) for kind in ir.NODE_KINDS}
+_NODES = {kind: _fields(ir._CLASSES[kind], "kind", frozenset({"fingerprint"}))
+          for kind in ir.NODE_KINDS}
 
 
 def read_graph(text: str | bytes) -> ir.Graph:
@@ -418,8 +419,8 @@ def _node(raw: Any) -> ir.Node:
     kind = raw.get("kind")
     read = _NODES.get(kind) if type(kind) is str else None
     if read is None:
-        raise _Bad(f"expected a node kind ({', '.join(ir.NODE_KINDS)}), got {json.dumps(kind)[:40]}",
-                   "kind")
+        kinds = ", ".join(ir.NODE_KINDS)
+        raise _Bad(f"expected a node kind ({kinds}), got {json.dumps(kind)[:40]}", "kind")
     node = read(raw)
     _at(_name, node.name, "name")
     if node.id != f"{ir.ID_PREFIX[kind]}.{node.name}":
@@ -461,7 +462,8 @@ def _input(port: ir.Input, nodes: tuple[ir.Node, ...], index: dict[str, int], i:
     if k >= i:
         loop = _cycle(nodes, index, i)
         raise _Bad(f"the inputs form a cycle: {' <- '.join(loop)}" if loop else
-                   f"{port.node!r} comes after the node reading it (nodes are in topological order)",
+                   f"{port.node!r} comes after the node reading it (nodes are in topological "
+                   "order)",
                    "node")
     role = port.role.partition(":")[0]
     if role == "gate" and port.node != f"gate.{port.role[5:]}":

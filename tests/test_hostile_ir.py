@@ -28,6 +28,7 @@ SPECS = [*sorted(ROOT.glob("examples/*/pipeline.yaml")),
              "churn_full", "rollout_replay", "gates_table_checks", "joins_all_how", "aggregates_all",
              "functions_null_and_conditional", "model_regressor_cv", "resources_retries"))]
 NOT_AN_IR = "is not a pipespec IR file: "
+FIXTURE = HealthCheck.function_scoped_fixture  # conftest's autouse env fixture: fine to share
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,11 @@ def churn(irs) -> dict:
 def refingerprint(data) -> None:
     """Recompute every node's fingerprint with the compiler's own function, so the fingerprint
     check does not hide what the decoder itself rejects (a malformed node keeps its own)."""
-    for node in data.get("nodes", []) if isinstance(data, dict) and isinstance(data.get("nodes"), list) else []:
+    nodes = data.get("nodes") if isinstance(data, dict) else None
+    for node in nodes if isinstance(nodes, list) else []:
         try:
-            node["fingerprint"] = ir._fingerprint_encoded({k: v for k, v in node.items() if k != "fingerprint"})
+            definition = {k: v for k, v in node.items() if k != "fingerprint"}
+            node["fingerprint"] = ir._fingerprint_encoded(definition)
         except Exception:  # noqa: BLE001 - a node too broken to hash
             pass
 
@@ -87,7 +90,8 @@ def _rename(data: dict, old: str, new: str) -> None:
 
 
 def _cycle(d):  # feature.call_stats reads feature.customer_features, which reads it
-    stats, features = d["nodes"][index(d, "feature.call_stats")], d["nodes"][index(d, "feature.customer_features")]
+    stats = d["nodes"][index(d, "feature.call_stats")]
+    features = d["nodes"][index(d, "feature.customer_features")]
     stats["inputs"][0].update(node=features["id"], type=features["output"])
 
 
@@ -102,7 +106,7 @@ CASES = {  # name: (change, path of the error, words of its message)
     "param name escapes": (lambda d: d["params"].update({"../x": 1}), 'params["../x"]', "not a name"),
     "role escapes": (lambda d: d["nodes"][index(d, "train.churn")]["inputs"][0].update(role="../x"),
                      "nodes[4].inputs", "roles"),
-    "gate expression null": (lambda d: d["nodes"][index(d, "gate.quality")]["checks"][0].update(expr=None),
+    "gate expression null": (lambda d: d["nodes"][6]["checks"][0].update(expr=None),
                              "nodes[6].checks[0].expr", "expected an expression object, got null"),
     "unknown kind": (lambda d: d["nodes"][2].update(kind="Bogus"), "nodes[2].kind", "node kind"),
     "unknown op kind": (lambda d: d["nodes"][1]["ops"][0].update(kind="Source"), "nodes[1].ops[0].kind",
@@ -251,7 +255,7 @@ def _mutate(data: dict, draw, within: dict | None = None) -> None:
         target[tag] = draw(st.sampled_from([*ir._CLASSES, "Bogus", "Call", "Column", "Literal"]))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[FIXTURE])
 @given(data=st.data())
 def test_a_mutated_ir_gives_a_graph_or_an_ir_error(irs, data):
     doc = copy.deepcopy(irs[data.draw(st.integers(0, len(irs) - 1))])
@@ -270,10 +274,11 @@ def test_a_mutated_ir_gives_a_graph_or_an_ir_error(irs, data):
     assert Graph.from_json(graph.to_json()) == graph
 
 
-_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-                     | st.text(max_size=8),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                     max_leaves=20)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
 
 
 @settings(max_examples=100, deadline=None)
@@ -283,7 +288,7 @@ def test_arbitrary_json_or_bytes_is_an_ir_error(text):
         Graph.from_json(text)
 
 
-# --- pipespec step ----------------------------------------------------------------------------------
+# --- pipespec step --------------------------------------------------------------------------
 
 STEP_SPEC = """\
 pipespec: 1
@@ -363,20 +368,25 @@ def step_work(tmp_path_factory) -> tuple[Path, dict]:
     work = tmp_path_factory.mktemp("step") / "w"
     data = compile_step_ir(work)
     (work / "ok.ir.json").write_text(json.dumps(data))
-    for node in STEP_NODES:
-        result = CliRunner().invoke(main, ["step", str(work / "ok.ir.json"), "--node", node,
-                                           "--store", str(work / "store")])
-        assert result.exit_code == 0, result.output
+    with pytest.MonkeyPatch.context() as env:
+        # as conftest's autouse fixture does, which runs after this one: the per-user key
+        # (runtime/localkey.py) is read once per process, from the cache home set here
+        env.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+        for node in STEP_NODES:
+            result = CliRunner().invoke(main, ["step", str(work / "ok.ir.json"), "--node", node,
+                                               "--store", str(work / "store")])
+            assert result.exit_code == 0, result.output
     return work, data
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[FIXTURE])
 @given(data=st.data())
 def test_step_on_a_mutated_ir_gives_a_diagnostic_and_an_exit_code(step_work, data):
     work, original = step_work
     doc = copy.deepcopy(original)
     node = data.draw(st.sampled_from(STEP_NODES))
-    within = doc["nodes"][index(original, node)] if data.draw(st.booleans()) else None  # the node that runs
+    # half the time, change the node that runs
+    within = doc["nodes"][index(original, node)] if data.draw(st.booleans()) else None
     for _ in range(data.draw(st.integers(1, 2))):
         _mutate(doc, data.draw, within)
     refingerprint(doc)
