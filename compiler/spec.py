@@ -253,10 +253,13 @@ class Feature(Strict):
         return self
 
 
+SEED_MAX = 2**32 - 1  # what NumPy's (and so scikit-learn's) random_state takes
+
+
 class Split(Strict):
     test_size: float = 0.2
     stratify: bool = False
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
     @field_validator("test_size")
     @classmethod
@@ -268,7 +271,7 @@ class Split(Strict):
 
 class CV(Strict):
     folds: int = 5
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
     @field_validator("folds")
     @classmethod

@@ -210,5 +210,7 @@ def _value_message(kind: str, err: dict, value: Any) -> str:
         return f"takes at most {ctx.get('max_length')} items"
     if kind in ("greater_than_equal", "greater_than"):
         return f"{value!r} is too small: must be {'>=' if kind.endswith('equal') else '>'} {ctx.get('ge', ctx.get('gt'))}"
+    if kind in ("less_than_equal", "less_than"):
+        return f"{value!r} is too large: must be {'<=' if kind.endswith('equal') else '<'} {ctx.get('le', ctx.get('lt'))}"
     msg = err["msg"]
     return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg

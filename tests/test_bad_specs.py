@@ -44,9 +44,22 @@ def test_an_integer_beyond_64_bits_is_e0104_at_its_position(literal):
 
 
 def test_the_64_bit_bounds_themselves_are_integers():
-    text = BASE.replace("seed: 13", "seed: 9223372036854775807").replace("test_size: 0.1", "test_size: 0.1\n"
-                                                                          "      seed: -9223372036854775808")
-    assert [d for d in diagnostics(text) if d[0] == "E0104"] == []
+    text = BASE.replace("sources:", "params: {big: 9223372036854775807, small: -9223372036854775808}\nsources:")
+    assert diagnostics(text) == []
+
+
+@pytest.mark.parametrize("seed, message", [("-1", "-1 is too small: must be >= 0"),
+                                           ("4294967296", "4294967296 is too large: must be <= 4294967295")])
+def test_a_seed_numpy_cannot_take_is_e0104_at_check_time(seed, message):
+    """It used to fail at run time, in scikit-learn's split (`Seed must be between 0 and 2**32 - 1`)."""
+    text = BASE.replace("seed: 13", f"seed: {seed}")
+    assert diagnostics(text) == [("E0104", *position(text, seed + "}"), message)]
+    text = BASE.replace("split: {test_size: 0.25, stratify: true, seed: 13}", f"cv: {{folds: 3, seed: {seed}}}")
+    assert [d[0] for d in diagnostics(text)] == ["E0104"]
+
+
+def test_the_largest_seed_is_accepted():
+    assert diagnostics(BASE.replace("seed: 13", "seed: 4294967295")) == []
 
 
 def test_a_huge_integer_key_is_just_a_key():
