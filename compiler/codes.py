@@ -21,8 +21,10 @@ def _c(title: str, explanation: str) -> Code:
 
 CODES: dict[str, Code] = {
     # E00xx: reading the file
-    "E0001": _c("cannot read spec file", """The spec path does not exist, is a directory, is not
-        readable, or is not UTF-8 text (binary files are rejected)."""),
+    "E0001": _c("cannot read spec file", """The spec path does not exist, is a directory or
+        another file that is not a regular file (a FIFO, a device: refused without reading, so
+        a pipe never blocks the check), is not readable, or is not UTF-8 text (binary files are
+        rejected)."""),
     "E0002": _c("YAML syntax error", """The file is not valid YAML. The position points at where the
         YAML parser gave up; the real mistake is often just before it (a missing colon, bad
         indentation, an unclosed quote or bracket). Inside flow mappings `{...}` a value that
