@@ -19,10 +19,14 @@ import blake3
 from .store import state_location
 
 
-@lru_cache(maxsize=1)
 def local_key() -> bytes | None:
     """The 32-byte key (created on first use), or None when it cannot be read or made."""
-    path = state_location(None, "local.key")
+    return _key_at(state_location(None, "local.key"))
+
+
+@lru_cache(maxsize=4)
+def _key_at(path: str) -> bytes | None:
+    """Read once per process and location (the location follows XDG_CACHE_HOME)."""
     try:
         with open(path, "rb") as fh:
             key = fh.read()

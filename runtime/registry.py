@@ -17,7 +17,26 @@ import contextlib
 import datetime as _dt
 import os
 
+from .errors import StoreError
+
 STAGES = ("none", "candidate", "canary", "production", "archived")
+FIELDS = ("pipeline", "model", "version", "digest", "stage")
+
+
+def record_problem(record, relpath: str) -> str | None:
+    """What makes `record` (read from `relpath`) not a registry record, or None."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    missing = [k for k in FIELDS if not isinstance(record.get(k), str)]
+    if missing:
+        return f"'{missing[0]}' is not a string"
+    if relpath != f"registry/{record['pipeline']}/{record['model']}/{record['version']}.json":
+        return "its pipeline, model and version do not match its path"
+    if record["version"] != version_of(record["digest"]) or record["stage"] not in STAGES:
+        return "its version is not its digest's, or its stage is unknown"
+    if not isinstance(record.get("history", []), list):
+        return "its history is not a list"
+    return None
 
 
 def version_of(digest: str) -> str:
@@ -33,13 +52,27 @@ class Registry:
         return f"{base}/{version}.json" if version else base
 
     def get(self, pipeline: str, model: str, version: str) -> dict | None:
-        return self.store.read_json(self._rel(pipeline, model, version))
+        return self._read(self._rel(pipeline, model, version))
+
+    def _read(self, relpath: str) -> dict | None:
+        """A record; StoreError naming the file when it is damaged."""
+        try:
+            record = self.store.read_json(relpath)
+        except StoreError as exc:
+            problem: str | None = exc.message
+        else:
+            problem = None if record is None else record_problem(record, relpath)
+        if problem:
+            raise StoreError(f"registry record {relpath} is damaged: {problem}",
+                             "run `pipespec cache verify --delete` to remove it (the next run registers "
+                             "the model again)")
+        return record
 
     def versions(self, pipeline: str, model: str) -> list[dict]:
         records = []
         for rel in self.store.list(self._rel(pipeline, model)):
             if rel.endswith(".json"):
-                record = self.store.read_json(rel)
+                record = self._read(rel)
                 if record:
                     records.append(record)
         return sorted(records, key=lambda r: (r.get("registered_at", ""), r["version"]))

@@ -23,6 +23,7 @@ from .errors import CorruptArtifact, RunError, map_exception
 from .keyextra import key_extra
 from .ops import module_for
 from .ops.base import STEP_REPORTS, Context, Sample
+from .sideeffects import missing_effect
 from .store import CacheEntry, DamagedEntry, StoreError
 
 CACHED, DONE, FAILED, SKIPPED, BLOCKED = "cached", "done", "failed", "skipped", "blocked"
@@ -124,15 +125,17 @@ class Runner:
             return NodeResult(node_id, node.kind, SKIPPED, reason="inputs not available")
         ctx = self.context(node, digests)
         key, parts = self.key(node, ctx)
-        entry, why = self._reusable(node, key, heal)
+        entry, why = self._reusable(node, key, heal, ctx)
         if entry is not None:
             return _from_entry(node, key, parts, entry)
         return NodeResult(node_id, node.kind, DAMAGED if why else MISSING, key=key, components=parts,
                           reason=why)
 
-    def _reusable(self, node: ir.Node, key: str, heal: bool) -> tuple[CacheEntry | None, str | None]:
+    def _reusable(self, node: ir.Node, key: str, heal: bool,
+                  ctx: Context) -> tuple[CacheEntry | None, str | None]:
         """(the entry of `key` when its output can be reused, else why not): a damaged entry,
-        or an output missing or corrupt (its size, or with `verify` its hash) is a miss."""
+        an output missing or corrupt (its size, or with `verify` its hash), or a registry that
+        no longer shows what the node did, is a miss."""
         try:
             entry = self.store.get_entry(key)
         except DamagedEntry as exc:
@@ -144,7 +147,10 @@ class Runner:
         state = self.store.object_state(entry, self.verify)
         if state == "corrupt" and heal:
             self.store.discard(entry.digest)
-        return (entry, None) if state is None else (None, f"its cached output {entry.digest[:12]}… is {state}")
+        if state is not None:
+            return None, f"its cached output {entry.digest[:12]}… is {state}"
+        gone = missing_effect(ctx, entry.summary)
+        return (None, f"its cached result is not in the registry any more ({gone})") if gone else (entry, None)
 
     def run(self, node_id: str) -> NodeResult:
         """Run (or reuse) one node; a failure is retried `retries` times, as orchestrators do
@@ -204,17 +210,17 @@ class Runner:
         key, parts = self.key(node, ctx)
         return ctx, key, parts
 
-    def _cached(self, node: ir.Node, key: str, parts: dict) -> NodeResult | None:
+    def _cached(self, node: ir.Node, key: str, parts: dict, ctx: Context) -> NodeResult | None:
         if node.id in self.force:
             return None
-        entry, why = self._reusable(node, key, heal=True)
+        entry, why = self._reusable(node, key, True, ctx)
         if why:
             self.log(node.id, f"warning: {why}: recomputing")
         return _from_entry(node, key, parts, entry) if entry else None
 
     def _run(self, node: ir.Node, force: bool = False) -> NodeResult:
         ctx, key, parts = self._prepare(node)
-        cached = None if force else self._cached(node, key, parts)
+        cached = None if force else self._cached(node, key, parts, ctx)
         if cached is not None:
             return cached
         if node.kind == "Rollout":
@@ -238,7 +244,7 @@ class Runner:
         if node.kind != "Rollout" or not 1 <= k <= len(node.run_steps()):
             raise RunError("E0808", f"{node_id} has no rollout step {k}")
         ctx, key, parts = self._prepare(node)
-        cached = self._cached(node, key, parts)
+        cached = self._cached(node, key, parts, ctx)
         if cached is not None:
             return {}, cached, key
         from .ops.rollout import simulate_step

@@ -22,9 +22,8 @@ from typing import Callable
 from . import artifacts, records
 from .errors import RunError
 from .hashing import digest_bytes
+from .registry import record_problem
 from .store import CacheEntry, Store, check_hex
-
-REGISTRY_FIELDS = ("pipeline", "model", "version", "digest", "stage")
 
 
 @dataclass
@@ -172,7 +171,7 @@ def _registry(s: Store, prefix: str, objects: _Objects) -> list[Problem]:
         if rel.endswith("/.lock"):
             continue
         record, problem = _read_json(s, rel)
-        problem = problem or registry_problem(record, rel)
+        problem = problem or record_problem(record, rel)
         if problem:
             problems.append(Problem(f"registry record {rel}", problem, [prefix + rel]))
             continue
@@ -181,20 +180,6 @@ def _registry(s: Store, prefix: str, objects: _Objects) -> list[Problem]:
             problems.append(Problem(f"registry record {rel}", f"{lost}: the version is archived",
                                     [prefix + rel], repair=lambda r=record, why=lost: _archive(s, r, why)))
     return problems
-
-
-def registry_problem(record, rel: str) -> str | None:
-    """What makes `record` (at `rel`) not a registry record."""
-    if not isinstance(record, dict):
-        return f"a JSON {type(record).__name__}, not an object"
-    missing = [k for k in REGISTRY_FIELDS if not isinstance(record.get(k), str)]
-    if missing:
-        return f"'{missing[0]}' is not a string"
-    if rel != f"registry/{record['pipeline']}/{record['model']}/{record['version']}.json":
-        return "its pipeline, model and version do not match its path"
-    if record["version"] != record["digest"][:12] or not isinstance(record.get("history", []), list):
-        return "its version is not its digest's, or its history is not a list"
-    return None
 
 
 def _model_lost(s: Store, digest: str, objects: _Objects) -> str | None:

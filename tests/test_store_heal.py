@@ -318,3 +318,32 @@ def test_gc_with_a_damaged_run_record_says_so_and_deletes_nothing(project):
     result = cli("cache", "gc", "--store", store.root, "--grace", "0")
     assert result.exit_code == 1 and "E0804" in result.output and "Traceback" not in result.output
     assert sorted(p for p in Path(store.root).rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize("damage", ["[]", '{"nodes": null}', '{"stage": 5}'])
+def test_a_registry_record_of_the_wrong_shape_is_a_clear_diagnostic_whose_fix_works(project, damage):
+    spec, store, clean = project
+    (path,) = Path(store.path("registry/heal/m")).glob("*.json")
+    path.write_text(damage)
+    planned = cli("plan", str(spec))
+    assert "Traceback" not in planned.output and "damaged" in planned.output
+    result = run(spec, "--force", "gate.good")
+    assert result.exit_code == 1 and "E0804" in result.output and path.name in result.output
+    assert "cache verify --delete" in result.output
+    assert cli("cache", "verify", "--store", store.root, "--delete").exit_code == 0
+    healed = run(spec)
+    assert healed.exit_code == 0, healed.output
+    assert digests(store) == clean
+    assert json.loads(path.read_text())["stage"] == "production"
+
+
+def test_the_local_key_follows_the_cache_directory(tmp_path, monkeypatch):
+    """A process that changes XDG_CACHE_HOME signs with the key a fresh process there reads."""
+    from pipespec.runtime.localkey import local_key
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a"))
+    a = local_key()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "b"))
+    b = local_key()
+    assert a and b and a != b
+    assert (tmp_path / "b" / "pipespec" / "local.key").read_bytes() == b
+    assert oct((tmp_path / "b" / "pipespec" / "local.key").stat().st_mode & 0o777) == "0o600"
