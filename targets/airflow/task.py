@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from pipespec.compiler.ir import Graph
+from pipespec.compiler.ir import Graph, IRError
 from pipespec.runtime.executor import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_ROLLED_BACK
 from pipespec.runtime.stepcli import line, run_step
 
@@ -74,5 +74,9 @@ def _graph(ir_file: str) -> Graph:
         raw = fh.read()
     cached = _GRAPHS.get(ir_file)
     if cached is None or cached[0] != raw:
-        _GRAPHS[ir_file] = cached = (raw, Graph.from_json(raw))
+        try:
+            _GRAPHS[ir_file] = cached = (raw, Graph.from_json(raw))
+        except IRError as exc:  # a tampered or damaged IR: one line in the task log, no retry
+            from airflow.sdk.exceptions import AirflowFailException
+            raise AirflowFailException(f"{ir_file} is not a pipespec IR file: {exc}") from None
     return cached[1]
