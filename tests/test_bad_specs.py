@@ -154,3 +154,21 @@ def test_a_data_directory_with_schema_is_a_w0404_warning_at_the_schema(tmp_path)
 def test_a_missing_data_file_is_still_not_found(tmp_path):
     (_, _, _, message), = diagnostics(SOURCE.format(path="d.csv", schema=""), str(tmp_path))
     assert message == "cannot type source 's': file not found: d.csv"
+
+
+# --- long names and the files the targets write -------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["ray", "airflow"])
+def test_a_long_pipeline_name_compiles_to_files_the_file_system_takes(tmp_path, target):
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(BASE.replace("pipeline: model-split-stratify", "pipeline: p" + "x" * 299)
+                    .replace("path: data/", f"path: {DATA}/data/"))
+    out = CliRunner().invoke(main, ["compile", str(spec), "--target", target, "-o", str(tmp_path / "out")],
+                             catch_exceptions=False)
+    if target == "airflow":  # the DAG id is the pipeline name: refused, by name, not by the file system
+        assert out.exit_code == 1 and "is 300 characters; Airflow allows at most 250" in out.output
+        return
+    assert out.exit_code == 0, out.output
+    names = [p.name for p in (tmp_path / "out").iterdir()]
+    assert len(names) == 3 and all(len(n.encode()) <= 220 for n in names)
