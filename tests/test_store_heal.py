@@ -292,14 +292,19 @@ def test_a_forged_stat_cache_row_is_a_miss(project):
     assert set(statuses(store).values()) == {"cached"}
 
 
-@pytest.mark.parametrize("relpath", ["../x", "a/../../x", "/abs", "a//b", "./a", "a/./b", ""])
-def test_store_paths_never_leave_the_store(tmp_path, relpath):
-    store = Store(str(tmp_path / "store"))
+@pytest.mark.parametrize("relpath", ["../x", "a/../../x", "/abs", "a//b", "./a", "a/./b", "", "a\\..\\b"])
+@pytest.mark.parametrize("backend", ["local", "memory"])
+def test_store_paths_never_leave_the_store(tmp_path, relpath, backend):
+    store = Store(str(tmp_path / "store") if backend == "local" else f"memory://heal-{backend}/store")
     with pytest.raises(StoreError, match="refusing"):
         store.write_bytes(relpath, b"x")
     with pytest.raises(StoreError):
         store.namespace(relpath or "..")
+    with pytest.raises(StoreError):
+        store.read_json(relpath)
     assert sorted(os.listdir(tmp_path)) in ([], ["store"])
+    if backend == "memory":
+        assert not store.fs.find(f"/heal-{backend}")
 
 
 def test_keys_and_digests_must_be_hex_digests(tmp_path):
