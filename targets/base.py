@@ -35,12 +35,24 @@ def unknown_options(options: dict[str, Any], known: dict[str, str]) -> list[tupl
             for k in sorted(set(options) - set(known))]
 
 
+FILE_STEM_MAX = 200  # bytes of a file name's stem: file systems allow 255, with room for a suffix
+
+
+def short_file_name(stem: str, suffix: str) -> str:
+    """`stem + suffix`, the stem cut to its start and a hash of the whole when it is longer than
+    file systems allow (a pipeline name and a DAG id have no length limit of their own)."""
+    if len(stem.encode()) <= FILE_STEM_MAX:
+        return stem + suffix
+    cut = stem.encode()[:FILE_STEM_MAX - 9].decode(errors="ignore")
+    return cut + "-" + hashlib.sha256(stem.encode()).hexdigest()[:8] + suffix
+
+
 def ir_file(ir: Graph) -> tuple[str, bytes]:
     """The canonical IR a target ships beside what it generates, named by its content
     (`<pipeline>.<sha256[:12]>.ir.json`): what runs it names the exact IR it was compiled
     with, and two compilations of one spec (other params) never overwrite each other."""
     data = ir.to_json().encode()
-    return f"{ir.pipeline}.{hashlib.sha256(data).hexdigest()[:12]}.ir.json", data
+    return short_file_name(f"{ir.pipeline}.{hashlib.sha256(data).hexdigest()[:12]}", ".ir.json"), data
 
 
 class Target(Protocol):

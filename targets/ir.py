@@ -6,7 +6,7 @@ from typing import Any
 
 from pipespec.compiler.ir import Graph
 
-from .base import Artifact, UnsupportedError, unknown_options
+from .base import Artifact, UnsupportedError, short_file_name, unknown_options
 
 name = "ir"
 description = "canonical IR JSON (what every runtime step reads)"
@@ -16,4 +16,4 @@ def compile(ir: Graph, options: dict[str, Any]) -> Artifact:  # noqa: A001 - the
     problems = unknown_options(options, {})
     if problems:
         raise UnsupportedError(name, problems)
-    return Artifact({f"{ir.pipeline}.ir.json": ir.to_json().encode()})
+    return Artifact({short_file_name(ir.pipeline, ".ir.json"): ir.to_json().encode()})

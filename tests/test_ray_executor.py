@@ -15,7 +15,7 @@ from pipespec.compiler.lower import compile_file
 from pipespec.runtime import records
 from pipespec.runtime.errors import RunError
 from pipespec.runtime.executor import RunOptions, execute
-from pipespec.runtime.maintenance import verify
+from pipespec.runtime.verify import verify
 from pipespec.runtime.ops.base import Sample
 from pipespec.runtime.progress import Reporter
 from pipespec.runtime.registry import Registry

@@ -22,7 +22,8 @@ from pipespec.compiler.ir import Graph, Node
 from pipespec.compiler.spec import parse_duration
 
 from .. import kube
-from ..base import Artifact, UnsupportedError, ir_file, python_template, unknown_options
+from ..base import (Artifact, UnsupportedError, ir_file, python_template, short_file_name,
+                    unknown_options)
 
 # exit codes of `pipespec step` (runtime/stepcli.py; not imported, so compiling stays light —
 # a test checks they agree)
@@ -49,7 +50,6 @@ OPTIONS.update({key: f"overrides targets.airflow.{key}" + (" (comma-separated)" 
                 for key in SPEC_OPTIONS})
 TASK_ID = re.compile(r"[^A-Za-z0-9_-]")
 ID_MAX = 250  # task and DAG ids: Airflow's `validate_key` (airflow/sdk/definitions/_internal/node.py)
-FILE_STEM_MAX = 200  # bytes of a file name's stem: file systems allow 255, with room for a suffix
 _TEMPLATE = resources.files(__package__).joinpath("dag.py.j2").read_text(encoding="utf-8")
 
 
@@ -72,17 +72,8 @@ def compile(ir: Graph, options: dict[str, Any]) -> Artifact:  # noqa: A001 - the
     settings = _settings(ir, options)
     tasks = task_table(ir, settings)
     ir_name, ir_bytes = ir_file(ir)
-    ir_name = short_file_name(ir_name.removesuffix(".ir.json"), ".ir.json")
     dag = _render(ir, settings, tasks, ir_name, hashlib.sha256(ir_bytes).hexdigest())
     return Artifact({short_file_name(settings["dag_id"], ".py"): dag.encode(), ir_name: ir_bytes})
-
-
-def short_file_name(stem: str, suffix: str) -> str:
-    """`stem + suffix`, the stem cut to its start and a hash of the whole when it is longer than
-    file systems allow (a pipeline name and a DAG id have no length limit of their own)."""
-    if len(stem.encode()) <= FILE_STEM_MAX:
-        return stem + suffix
-    return stem[:FILE_STEM_MAX - 9] + "-" + hashlib.sha256(stem.encode()).hexdigest()[:8] + suffix
 
 
 # --- settings ------------------------------------------------------------------------------

@@ -14,13 +14,12 @@ the spec except the IR file's name, as a Python literal checked by `ast.literal_
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import yaml
 from pipespec.compiler.ir import Graph
 
-from ..base import Artifact, UnsupportedError, literal, unknown_options
+from ..base import Artifact, UnsupportedError, literal, short_file_name, unknown_options
 
 name = "ray"
 description = "a Ray Jobs package: the IR, a driver script and its runtime_env (ray job submit)"
@@ -71,20 +70,12 @@ def compile(ir: Graph, options: dict[str, Any]) -> Artifact:
     problems = unknown_options(options, OPTIONS)
     if problems:
         raise UnsupportedError(name, problems)
-    ir_file = _file_stem(ir.pipeline) + ".ir.json"
+    ir_file = short_file_name(ir.pipeline, ".ir.json")
     return Artifact({
         ir_file: ir.to_json().encode(),
         SCRIPT: driver_script(ir_file).encode(),
         RUNTIME_ENV: yaml.safe_dump(runtime_env(options), sort_keys=True).encode(),
     })
-
-
-def _file_stem(text: str, limit: int = 200) -> str:
-    """A pipeline name fit for a file name: cut, with a hash of the whole, past `limit` bytes
-    (names have no length limit; file systems allow 255 bytes)."""
-    if len(text.encode()) <= limit:
-        return text
-    return text[:limit - 9] + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def driver_script(ir_file: str) -> str:
