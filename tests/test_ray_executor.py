@@ -118,6 +118,24 @@ def test_ray_after_local_and_local_after_ray_reuse_everything(churn):
     assert outputs(again_on_ray) == outputs(again_local) == outputs(local)
 
 
+def test_verify_on_ray_recomputes_a_same_size_corrupt_output(churn, tmp_path):
+    """`run --verify` reaches the Ray workers: a flipped byte in a leaf's output is found by
+    its hash and the node recomputed, to the clean digest."""
+    spec, base, local, *_ = churn
+    shutil.copytree(base / "B", tmp_path / "store")
+    gate = next(r for r in local.results if r.id == "gate.model_quality")
+    path = Path(Store(str(tmp_path / "store")).object_path(gate.digest))
+    data = bytearray(path.read_bytes())
+    data[5] ^= 0x01
+    path.write_bytes(bytes(data))
+    plain = run(spec, tmp_path / "store", schedule=RaySchedule())
+    assert statuses(plain)["gate.model_quality"] == "cached"  # same size: only --verify sees it
+    checked = run(spec, tmp_path / "store", schedule=RaySchedule(), verify=True)
+    assert statuses(checked)["gate.model_quality"] == "done"
+    assert outputs(checked) == outputs(local)
+    assert verify(Store(str(tmp_path / "store"))) == []
+
+
 def test_a_failed_gate_on_ray_stops_the_rollout_with_exit_code_3(churn, tmp_path):
     spec, base, *_ = churn
     shutil.copytree(base / "B", tmp_path / "store")

@@ -36,6 +36,7 @@ class Payload:
     sample: tuple[int, int] | None
     hold: bool
     force: tuple[str, ...]
+    verify: bool = False         # re-hash cached outputs before reusing them (run --verify)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def payload_for(graph: ir.Graph, runner: Runner) -> Payload:
     sample = runner.sample
     return Payload(graph.to_json(), store_url(runner.store), store_url(runner.registry.store),
                    runner.registry.read_only, runner.root,
-                   (sample.rows, sample.seed) if sample else None, runner.hold, tuple(sorted(runner.force)))
+                   (sample.rows, sample.seed) if sample else None, runner.hold, tuple(sorted(runner.force)),
+                   runner.verify)
 
 
 def payload_key(payload: Payload) -> str:
@@ -59,7 +61,7 @@ def payload_key(payload: Payload) -> str:
     run again on the same cluster needs no new decoding."""
     from pipespec.runtime.hashing import digest_bytes, digest_json
     settings = [payload.store_url, payload.registry_url, payload.registry_read_only, payload.root,
-                payload.sample, payload.hold, list(payload.force)]
+                payload.sample, payload.hold, list(payload.force), payload.verify]
     return digest_json([digest_bytes(payload.ir_json.encode()), settings])
 
 
@@ -126,7 +128,7 @@ def _runner(shared: Shared, log) -> Runner:
     p = shared.payload
     return Runner(shared.graph, shared.store, shared.registry, p.root,
                   sample=Sample(*p.sample) if p.sample else None, hold=p.hold, force=frozenset(p.force),
-                  log=log)
+                  verify=p.verify, log=log)
 
 
 def _load_upstream(runner: Runner, upstream: tuple[dict, ...]) -> dict[str, str]:
