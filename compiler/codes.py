@@ -183,12 +183,17 @@ CODES: dict[str, Code] = {
         feature that is null in every row, in the table or in the training rows of the split
         or of a cv fold."""),
     "E0804": _c("store error", """The store could not be read or written: permissions, no space
-        left on device, an unreachable remote store, or a missing object. Nothing half-written is
-        ever visible; free the resource and run again."""),
+        left on device, an unreachable remote store, a missing object, a path that would leave
+        the store, or a run or registry record that is damaged (the message names the file;
+        `pipespec cache verify --delete` removes it). Nothing half-written is ever visible; free
+        the resource and run again."""),
     "E0805": _c("corrupt or untrusted artifact", """An artifact read from the store does not hash
         to its name (it was modified or damaged on disk), or a model file contains a type
-        outside scikit-learn and NumPy. Run `pipespec cache verify --delete` to remove corrupt
-        entries; the next run recomputes them."""),
+        outside scikit-learn and NumPy. A run first recomputes a corrupt input by re-running its
+        producer; E0805 means that did not help, or the artifact has no producer in this
+        pipeline (a production model of an earlier run). Run `pipespec cache verify --delete`:
+        it removes corrupt files (and archives a registry version whose model is lost); the
+        next run recomputes what it needs."""),
     "E0806": _c("unexpected failure", """An operation failed in a way pipespec does not classify
         (including running out of memory). The message carries the original error."""),
     "E0807": _c("upstream result missing", """`pipespec step` (or `show`) needs the output of a
