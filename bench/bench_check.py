@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipespec.compiler import loader
 from pipespec.compiler import params as P
 from pipespec.compiler.diagnostics import Diagnostics
-from pipespec.compiler import expr
+from pipespec.compiler import exprparse
 from pipespec.compiler.ir import gc_paused
 from pipespec.compiler.lower import Lowering, compile_text
 from pipespec.compiler.validate import validate
@@ -145,7 +145,7 @@ def best(fn, repeat: int):
     results = []
     for _ in range(repeat):
         gc.collect()
-        expr.parse.cache_clear()  # every run starts cold, as a real `pipespec check` does
+        exprparse.parse.cache_clear()  # every run starts cold, as a real `pipespec check` does
         results.append(fn())
     return results
 
