@@ -94,8 +94,8 @@ CODES: dict[str, Code] = {
         `error_rate latency_p50_ms latency_p99_ms prediction_drift`."""),
     "E0211": _c("invalid literal", """A literal is malformed: `date("...")` needs an ISO date
         `YYYY-MM-DD`, `timestamp("...")` an ISO timestamp, `cast(x, "type")` one of the column
-        types; a number literal must be finite (`1e999` is out of range); a derived column cannot
-        be just `null`."""),
+        types; an integer literal must fit in 64 bits and a number literal must be finite (`1e999`
+        is out of range); a derived column cannot be just `null`."""),
     # E03xx: references and the graph
     "E0301": _c("unknown table", """`from:`, `join.left`, `join.right`, a model's `from:` or a table
         gate names a table that is neither a source nor a feature."""),

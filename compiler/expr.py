@@ -15,6 +15,12 @@ from typing import Any, Iterator
 
 MAX_EXPR_CHARS = 10_000
 MAX_EXPR_DEPTH = 200
+# Integer literals longer than this are refused by the parser (Python converts at most 4,300
+# digits); the type checker refuses shorter ones outside int64 (19 digits hold any int64).
+MAX_INT_DIGITS = 40
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+INT_RANGE_HINT = (f"integers are 64-bit ({INT64_MIN} to {INT64_MAX}); write a float such as 1e20 "
+                  "for larger numbers")
 
 _NODE = dict(frozen=True, slots=True, kw_only=True)
 

@@ -13,8 +13,10 @@ from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedToken
 
 from .expr import (
+    INT_RANGE_HINT,
     MAX_EXPR_CHARS,
     MAX_EXPR_DEPTH,
+    MAX_INT_DIGITS,
     Binary,
     Call,
     Column,
@@ -74,7 +76,11 @@ class _Build(Transformer):
         return cls(start=tok.start_pos, end=tok.end_pos, **kw)
 
     def int_(self, c):
-        return self._leaf(Literal, c[0], value=int(c[0]))
+        tok = c[0]
+        if len(tok) > MAX_INT_DIGITS:  # raised through lark: not a LarkError
+            raise ExprSyntaxError(f"integer literal of {len(tok):,} digits is out of range",
+                                  tok.start_pos, tok.end_pos, INT_RANGE_HINT, code="E0211")
+        return self._leaf(Literal, tok, value=int(tok))
 
     def float_(self, c):
         return self._leaf(Literal, c[0], value=float(c[0]))

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from .diagnostics import Diagnostics, suggest
-from .loader import Document
+from .loader import INT_MAX, INT_MIN, Document, IntOutOfRange
 from .spec import NAME_RE
 
 _REF = re.compile(r"\$\$\{|\$\{params\.([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -66,12 +66,16 @@ def parse_override(text: str, params: dict[str, Any], diags: Diagnostics) -> tup
         diags.add("E0702", f"unknown parameter '{name}' in --param", hint=suggest(name, params, "params"))
         return None
     default = params[name]
+    shown = repr(raw) if len(raw) <= 40 else f"{raw[:12]!r}… ({len(raw):,} characters)"
     try:
         return name, _convert(raw, default)
+    except IntOutOfRange:
+        diags.add("E0702", f"--param {name}={shown}: out of range (integers are 64-bit, "
+                  f"{INT_MIN} to {INT_MAX})")
     except ValueError:
-        diags.add("E0702", f"--param {name}={raw!r}: expected {type_name(default)} "
+        diags.add("E0702", f"--param {name}={shown}: expected {type_name(default)} "
                   f"(the type of the default {default!r})")
-        return None
+    return None
 
 
 def _convert(raw: str, default: Any) -> Any:
@@ -83,7 +87,13 @@ def _convert(raw: str, default: Any) -> Any:
             return False
         raise ValueError(raw)
     if isinstance(default, int):
-        return int(raw)
+        digits = raw.strip().lstrip("+-")
+        if len(digits) > 40 and digits.isdigit():  # int() refuses over 4,300 digits
+            raise IntOutOfRange(raw)
+        value = int(raw)
+        if not INT_MIN <= value <= INT_MAX:
+            raise IntOutOfRange(raw)
+        return value
     if isinstance(default, float):
         value = float(raw)
         if not math.isfinite(value):

@@ -63,6 +63,8 @@ class Checker:
         v = e.value
         if isinstance(v, float) and not math.isfinite(v):
             return self._fail(e, "E0211", "number out of range (it would be infinite)")
+        if type(v) is int and not E.INT64_MIN <= v <= E.INT64_MAX:
+            return self._fail(e, "E0211", f"integer {v} is out of range", E.INT_RANGE_HINT)
         t = T.NULL if v is None else param_type(v)
         return E.evolve(e, type=t)
 

@@ -283,6 +283,18 @@ def test_length_limit_boundary():
     assert err(text + "a").code == "E0005"
 
 
+@pytest.mark.parametrize("digits", [E.MAX_INT_DIGITS + 1, 4301, 9000])
+def test_a_long_integer_literal_is_refused_at_its_token(digits):
+    text = "age >= " + "9" * digits
+    e = err(text)
+    assert (e.code, e.start, e.end) == ("E0211", 7, len(text)) and "out of range" in e.message
+
+
+def test_integer_literals_up_to_the_digit_limit_parse_exactly():
+    assert parse("9" * E.MAX_INT_DIGITS) == lit(int("9" * E.MAX_INT_DIGITS))
+    assert parse("-9223372036854775808") == lit(-2**63)
+
+
 def test_walk_and_columns():
     e = parse("b + a * coalesce(b, c) > 0 and d is null")
     assert E.columns(e) == ["b", "a", "c", "d"]

@@ -255,6 +255,38 @@ def test_null_only_column_has_no_type():
     assert only_error("columns:\n  out: \"null\"\n").code == "E0211"
 
 
+@pytest.mark.parametrize("literal", ["9223372036854775808", "-9223372036854775809",
+                                     "99999999999999999999", "9" * 40])
+def test_an_integer_literal_outside_int64_is_out_of_range(literal):
+    d = only_error(f"where: i64 >= {literal}\n")
+    assert (d.code, d.span.col, d.span.end_col) == ("E0211", 19, 19 + len(literal))
+    assert "out of range" in d.message and "64-bit" in d.hint
+
+
+@pytest.mark.parametrize("literal", ["9" * 41, "9" * 4301])
+def test_an_integer_literal_too_long_to_convert_is_out_of_range(literal):
+    d = only_error(f"where: i64 >= {literal}\n")
+    assert (d.code, d.span.col, d.span.end_col) == ("E0211", 19, 19 + len(literal))
+
+
+@pytest.mark.parametrize("literal", ["9223372036854775807", "-9223372036854775808",
+                                     "-(9223372036854775808)", "1e300"])
+def test_int64_bounds_and_large_floats_are_in_range(literal):
+    schema_of(f"where: i64 >= {literal}\n")
+
+
+def test_a_float_literal_that_overflows_is_out_of_range():
+    assert only_error("where: f64 < 1e999\n").code == "E0211"
+
+
+def test_an_integer_param_override_outside_int64_is_refused():
+    text = HEAD + feature("where: i64 >= params.k\n")
+    for value in ("9223372036854775808", "9" * 5000):
+        r = compile_text(text, "t.yaml", overrides=[f"k={value}"])
+        assert [(d.code, "64-bit" in d.message) for d in r.diagnostics] == [("E0702", True)]
+    assert compile_text(text, "t.yaml", overrides=["k=-9223372036854775808"]).ok
+
+
 # --- in lists and is null ---------------------------------------------------------------------------------
 
 
