@@ -34,7 +34,7 @@ class EstimatorError(Exception):
 @lru_cache(maxsize=None)
 def estimator_class(path: str) -> tuple[type, str]:
     """(class, task) for a dotted sklearn path; raises EstimatorError (E0501)."""
-    if not isinstance(path, str) or not _PATH.match(path):
+    if not isinstance(path, str) or not _PATH.fullmatch(path):
         raise EstimatorError("E0501", f"'{path}' is not a scikit-learn estimator path",
                              "write the public dotted path, e.g. sklearn.linear_model.LogisticRegression")
     module_name, _, cls_name = path.rpartition(".")

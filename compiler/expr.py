@@ -186,7 +186,7 @@ def to_text(e: Expr) -> str:
     if isinstance(e, Literal):
         return _literal_text(e.value)
     if isinstance(e, Column):
-        return e.name if _NAME_RE.match(e.name) and e.name not in _KEYWORDS else f"`{e.name}`"
+        return e.name if _NAME_RE.fullmatch(e.name) and e.name not in _KEYWORDS else f"`{e.name}`"
     if isinstance(e, Param):
         return f"params.{e.name}"
     if isinstance(e, Qualified):

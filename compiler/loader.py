@@ -128,9 +128,9 @@ def resolve_plain(value: str) -> Any:
         return True
     if value in ("false", "False", "FALSE"):
         return False
-    if _INT.match(value):
+    if _INT.fullmatch(value):
         return _int(value)
-    if _FLOAT.match(value):
+    if _FLOAT.fullmatch(value):
         return float(value)
     if value.lower() in _SPECIAL_FLOATS:
         return _SPECIAL_FLOATS[value.lower()]

@@ -13,8 +13,8 @@ import re
 from typing import Any
 
 from .diagnostics import Diagnostics, suggest
+from .ir import NAME_RE
 from .loader import INT_MAX, INT_MIN, Document, IntOutOfRange
-from .spec import NAME_RE
 
 _REF = re.compile(r"\$\$\{|\$\{params\.([A-Za-z_][A-Za-z0-9_]*)\}")
 EXACT_REF = re.compile(r"^\$\{params\.([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -44,8 +44,8 @@ def defaults(doc: Document, diags: Diagnostics) -> dict[str, Any]:
         return {}
     result = {}
     for name, value in raw.items():
-        if not re.match(NAME_RE, name):
-            diags.add("E0104", f"invalid parameter name '{name}'", doc.key_span(("params", name)),
+        if not re.fullmatch(NAME_RE, name):
+            diags.add("E0104", f"invalid parameter name {name!r}", doc.key_span(("params", name)),
                       "names start with a letter or _ and contain letters, digits and _")
         elif isinstance(value, (bool, int, float, str)):
             result[name] = value
@@ -130,7 +130,7 @@ def _walk(value: Any, path: tuple, doc: Document, params: dict, diags: Diagnosti
         return [_walk(v, path + (i,), doc, params, diags, exact) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value or is_expression_path(path):
         return value
-    m = EXACT_REF.match(value)
+    m = EXACT_REF.fullmatch(value)
     if m:
         if m.group(1) in params:
             exact[path] = {m.group(1)}

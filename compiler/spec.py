@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Any, Literal, Optional
-
-from typing import Annotated
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .ir import NAME_RE, PIPELINE_RE
 from .types import COLUMN_TYPES
 
-NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
-PIPELINE_RE = r"^[a-z][a-z0-9_-]*$"
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|K|M|G|T|KB|MB|GB|TB|Ki|Mi|Gi|Ti|KiB|MiB|GiB|TiB)?$")
 _MEMORY_UNITS = {"B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "KB": 10**3, "MB": 10**6,

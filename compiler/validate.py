@@ -17,9 +17,10 @@ from pydantic import BaseModel, ValidationError
 
 from .codes import CODES
 from .diagnostics import Diagnostics, suggest
+from .ir import NAME_RE
 from .loader import Document, value_at
 from .params import EXACT_REF
-from .spec import NAME_RE, SECTIONS, Rollout, SpecFile, Strict
+from .spec import SECTIONS, Rollout, SpecFile, Strict
 
 _EXPECTED = {"string_type": "a string", "int_type": "an integer", "float_type": "a number",
              "bool_type": "true or false", "dict_type": "a mapping", "model_type": "a mapping",
@@ -80,12 +81,12 @@ class _Context:
             return {}
         out = {}
         for entry, value in raw.items():
-            if not re.match(NAME_RE, entry):
-                self.diags.add("E0104", f"invalid name '{entry}' in {name}",
+            if not re.fullmatch(NAME_RE, entry):
+                self.diags.add("E0104", f"invalid name {entry!r} in {name}",
                                self.doc.key_span((name, entry)),
                                "names start with a letter or _ and contain only letters, digits and _")
             model = self.model(cls, value, (name, entry))
-            if model is None or not re.match(NAME_RE, entry):
+            if model is None or not re.fullmatch(NAME_RE, entry):
                 invalid.add((name, entry))
             else:
                 out[entry] = model
@@ -132,7 +133,7 @@ class _Context:
 
     def type_error(self, path: tuple, expected: str, value: Any) -> None:
         original = value_at(self.doc.data, path)
-        m = EXACT_REF.match(original) if isinstance(original, str) else None
+        m = EXACT_REF.fullmatch(original) if isinstance(original, str) else None
         param = m.group(1) if m else None
         if param is not None and param not in self.params:
             return  # the unknown parameter is already reported (E0209)

@@ -183,11 +183,6 @@ def test_ir_error_is_a_value_error_that_survives_pickling():
     assert (back.message, back.path, str(back)) == (error.message, error.path, str(error))
 
 
-def test_the_ir_reader_and_the_spec_share_the_name_patterns():
-    from pipespec.compiler import spec
-    assert (spec.NAME_RE, spec.PIPELINE_RE) == (ir.NAME_RE, ir.PIPELINE_RE)
-
-
 # --- from_json: random mutations of real IRs ---------------------------------------------------
 
 _WRONG = st.sampled_from([None, 0, -1, 1.5, True, False, "", "x", "../x", "../../escape", "/tmp/x",
