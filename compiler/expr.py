@@ -227,6 +227,7 @@ def _literal_text(v: Any) -> str:
 
 
 def to_json(e: Expr) -> dict:
+    """The expression as JSON data; `irjson.read_expr` reads it back (typed, IRError else)."""
     data: dict[str, Any] = {"node": type(e).__name__}
     for name in _JSON_FIELDS[type(e)]:
         v = getattr(e, name)
@@ -236,18 +237,3 @@ def to_json(e: Expr) -> dict:
             v = [to_json(x) for x in v]
         data[name] = v
     return data
-
-
-def from_json(data: dict) -> Expr:
-    cls = NODE_CLASSES[data["node"]]
-    kw = {}
-    for f in dataclasses.fields(cls):
-        if not f.compare or f.name not in data:
-            continue
-        v = data[f.name]
-        if isinstance(v, dict) and "node" in v:
-            v = from_json(v)
-        elif isinstance(v, list):
-            v = tuple(from_json(x) for x in v)
-        kw[f.name] = v
-    return cls(**kw)

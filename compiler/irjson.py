@@ -272,6 +272,14 @@ def _union(args: tuple, name: str) -> Reader:
 # --- expressions ----------------------------------------------------------------------------
 
 
+def read_expr(data: Any) -> E.Expr:
+    """The expression `expr.to_json` wrote; IRError naming the JSON path of anything else."""
+    try:
+        return _expr(data)
+    except _Bad as exc:
+        raise exc.error() from None
+
+
 def _expr(v: Any, depth: int = 1) -> E.Expr:
     """An expression object (`node` names its class), as deep as the parser allows at most."""
     if type(v) is not dict:

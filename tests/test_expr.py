@@ -21,11 +21,12 @@ from pipespec.compiler.expr import (
     Param,
     Qualified,
     Unary,
-    from_json,
     parse,
     to_json,
     to_text,
 )
+from pipespec.compiler.ir import IRError
+from pipespec.compiler.irjson import read_expr
 
 # --- helpers -------------------------------------------------------------------------
 
@@ -158,7 +159,7 @@ def test_to_text_is_canonical(text, canonical):
 def test_round_trip_examples(text):
     e = parse(text)
     assert parse(to_text(e)) == e
-    assert from_json(to_json(e)) == e
+    assert read_expr(to_json(e)) == e
 
 
 # --- friendly errors -------------------------------------------------------------------
@@ -311,13 +312,28 @@ def test_json_shape():
                     "operand": {"node": "Column", "type": None, "name": "x"},
                     "items": [{"node": "Literal", "type": None, "value": 1},
                               {"node": "Literal", "type": None, "value": "a"}]}
-    assert from_json(data) == parse("x in [1, 'a']")
+    assert read_expr(data) == parse("x in [1, 'a']")
 
 
 def test_json_keeps_types():
     e = Binary(op="+", left=Column(name="a", type="int64"), right=Literal(value=1, type="int64"), type="int64")
-    back = from_json(to_json(e))
+    back = read_expr(to_json(e))
     assert back == e and back.type == "int64" and back.left.type == "int64"
+
+
+@pytest.mark.parametrize("data, path, words", [
+    ({"node": "Bogus"}, "node", "unknown expression node"),
+    ({"name": "x"}, "node", "unknown expression node"),
+    ({"node": "Column", "type": None}, "", "missing key 'name'"),
+    ({"node": "Column", "type": None, "name": 5}, "name", "expected a string"),
+    ({"node": "Unary", "op": "-", "type": None, "operand": []}, "operand", "expression object"),
+    ({"node": "Call", "func": "abs", "type": None, "args": {}}, "args", "an array"),
+    ([], "", "expected an expression object"),
+], ids=["unknown-node", "no-node", "missing-key", "name-type", "operand", "args", "list"])
+def test_reading_malformed_expression_json_is_an_ir_error(data, path, words):
+    with pytest.raises(IRError) as caught:
+        read_expr(data)
+    assert caught.value.path == path and words in caught.value.message
 
 
 # --- property tests -----------------------------------------------------------------------
@@ -340,7 +356,7 @@ def _parse_only_syntax_errors(text):
     assert isinstance(result, E.Expr)
     # anything that parses also survives the canonical round trips
     assert parse(to_text(result)) == result
-    assert from_json(to_json(result)) == result
+    assert read_expr(to_json(result)) == result
 
 
 @PROPS
@@ -407,7 +423,7 @@ def test_generated_ast_round_trips_through_canonical_text(e):
 @PROPS
 @given(expressions)
 def test_generated_ast_round_trips_through_json(e):
-    assert from_json(to_json(e)) == e
+    assert read_expr(to_json(e)) == e
 
 
 @pytest.mark.parametrize("value", ["\b", "\f", "a\bb", "\x1b[0m", "\x7f", "\u2028", "\x00", "\\", "\"'", "\n\r\t"])
