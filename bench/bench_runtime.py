@@ -23,6 +23,7 @@ Usage (from the repository root)::
 
     python bench/bench_runtime.py                    # everything, default sizes (~10 min)
     python bench/bench_runtime.py --quick            # smoke run: small sizes (~1 min)
+    python bench/bench_runtime.py --tiny             # does it still run: tiny sizes (tests/test_bench_smoke.py)
     python bench/bench_runtime.py --parts cached hash --workdir /tmp/pipespec-bench --keep
     python bench/bench_runtime.py --parts transform --transform-rows 2000000
 
@@ -495,13 +496,25 @@ def _interleaved(fns, repeat: int) -> list[float]:
 
 def bench_transforms(work: Path, rows: int, customers: int, repeat: int) -> str:
     t, cust = events(rows, customers, seed=3), customers_table(customers)
-    ours, arrow, pandas = pipespec_cases(t, cust, work), pyarrow_cases(t, cust), pandas_cases(t, cust)
+    ours, arrow = pipespec_cases(t, cust, work), pyarrow_cases(t, cust)
+    pandas = pandas_cases(t, cust) if _has_pandas() else None  # not a pipespec dependency
     out = []
     for name in ours:
+        if pandas is None:
+            a, b = _interleaved((ours[name], arrow[name]), repeat)
+            out.append([name, f"{a:.3f}", f"{b:.3f}", "n/a", f"{a / b:.2f}x", "n/a"])
+            continue
         a, b, c = _interleaved((ours[name], arrow[name], pandas[name]), repeat)
         out.append([name, f"{a:.3f}", f"{b:.3f}", f"{c:.3f}", f"{a / b:.2f}x", f"{a / c:.2f}x"])
-    return table(f"(c) transforms on {rows:,} rows ({customers:,} customers), best of {repeat}",
+    note = "" if pandas is not None else " (pandas not installed)"
+    return table(f"(c) transforms on {rows:,} rows ({customers:,} customers), best of {repeat}{note}",
                  ["", "pipespec s", "pyarrow s", "pandas s", "vs pyarrow", "vs pandas"], out)
+
+
+def _has_pandas() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pandas") is not None
 
 
 # --- main ------------------------------------------------------------------------------
@@ -516,11 +529,15 @@ def main() -> None:
     ap.add_argument("--transform-rows", type=int, default=5_000_000, help="rows for (c)")
     ap.add_argument("--repeat", type=int, default=5, help="best of N for (a) and (c); (b) is best of 3")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1M-row source, 500k-row transforms")
+    ap.add_argument("--tiny", action="store_true",
+                    help="does it still run (the test suite): 20k rows, 500 customers, best of 1")
     ap.add_argument("--workdir", type=Path, help="where data and the store go (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     if args.quick:
         args.rows, args.transform_rows, args.repeat = 1_000_000, 500_000, 3
+    if args.tiny:
+        args.rows, args.customers, args.transform_rows, args.repeat = 20_000, 500, 20_000, 1
     work = args.workdir or Path(tempfile.mkdtemp(prefix="pipespec-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, pyarrow {pa.__version__}, "
