@@ -1,6 +1,6 @@
 """Damage every part of a real store in every way, then see whether pipespec recovers.
 
-    python bench/tamper_store.py [--example churn] [--only PART] [--out results.md]
+    python bench/tamper_store.py [--example churn] [--only PART] [--limit N] [--out results.md]
 
 Runs the example once into a clean store (the reference digests), then for each case
 copies that store, damages one file (flip a byte, truncate, delete, random garbage, an
@@ -127,6 +127,7 @@ def main() -> int:
     parser.add_argument("--example", default="churn")
     parser.add_argument("--only", help="only cases whose part contains this text")
     parser.add_argument("--out", help="also write the markdown table here")
+    parser.add_argument("--limit", type=int, metavar="N", help="stop after N cases (a quick check that it runs)")
     args = parser.parse_args()
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,6 +143,8 @@ def main() -> int:
         for part, rel, how in cases(spec_dir / ".pipespec"):
             if args.only and args.only not in part:
                 continue
+            if args.limit is not None and len(rows) >= args.limit:
+                break
             rows.append(run_case(work, spec_dir / ".pipespec", spec_dir, part, rel, how, pipeline, clean, rng))
             r = rows[-1]
             print(f"{r['part']:<28} {r['how']:<16} verify={r['verify']:<3} run={r['run']:<3} {r['outcome']}",
