@@ -1,8 +1,9 @@
 """The `ray` target: a self-contained Ray Jobs package for the pipeline.
 
-Three files: the canonical IR (`<pipeline>.ir.json`), a small driver script
-(`run_pipeline.py`) that runs that IR with pipespec's Ray scheduler on the cluster
-the job is submitted to, and the job's runtime environment (`runtime_env.yaml`).
+Three files: the canonical IR (`<pipeline>.<sha256[:12]>.ir.json`, named by its content as
+every target names it), a small driver script (`run_pipeline.py`) that runs that IR with
+pipespec's Ray scheduler on the cluster the job is submitted to, and the job's runtime
+environment (`runtime_env.yaml`: pip installs the pipespec that compiled the package).
 Submit it unchanged with::
 
     ray job submit --working-dir DIR --runtime-env DIR/runtime_env.yaml -- \\
@@ -10,6 +11,8 @@ Submit it unchanged with::
 
 The script is deterministic (no timestamps, paths or versions) and takes nothing from
 the spec except the IR file's name, as a Python literal checked by `ast.literal_eval`.
+The runtime_env pins pipespec's own version (the workers must run the runtime the IR was
+compiled for), never another tool's.
 """
 
 from __future__ import annotations
@@ -19,14 +22,15 @@ from typing import Any
 import yaml
 from pipespec.compiler.ir import Graph
 
-from ..base import Artifact, UnsupportedError, literal, short_file_name, unknown_options
+from ..base import Artifact, UnsupportedError, ir_file, literal, unknown_options
 
 name = "ray"
 description = "a Ray Jobs package: the IR, a driver script and its runtime_env (ray job submit)"
 
 SCRIPT = "run_pipeline.py"
 RUNTIME_ENV = "runtime_env.yaml"
-OPTIONS = {"requirement": "the pip requirement the job installs (default: pipespec)"}
+OPTIONS = {"requirement": "the pip requirement the job installs (default: pipespec==<the "
+                          "version compiling it>)"}
 
 _DRIVER = '''"""Run a pipespec pipeline on the Ray cluster this job is submitted to.
 
@@ -70,19 +74,30 @@ def compile(ir: Graph, options: dict[str, Any]) -> Artifact:
     problems = unknown_options(options, OPTIONS)
     if problems:
         raise UnsupportedError(name, problems)
-    ir_file = short_file_name(ir.pipeline, ".ir.json")
+    ir_name, ir_json = ir_file(ir)
     return Artifact({
-        ir_file: ir.to_json().encode(),
-        SCRIPT: driver_script(ir_file).encode(),
+        ir_name: ir_json,
+        SCRIPT: driver_script(ir_name).encode(),
         RUNTIME_ENV: yaml.safe_dump(runtime_env(options), sort_keys=True).encode(),
     })
 
 
-def driver_script(ir_file: str) -> str:
-    return _DRIVER.replace("{ir_file}", literal(ir_file))
+def driver_script(ir_name: str) -> str:
+    return _DRIVER.replace("{ir_file}", literal(ir_name))
 
 
 def runtime_env(options: dict[str, Any]) -> dict:
-    """What the job's workers need: pipespec (which pulls ray, pyarrow, scikit-learn ...)."""
-    return {"pip": [options.get("requirement") or "pipespec"]}
+    """What the job's workers need: this pipespec (which pulls ray, pyarrow, scikit-learn ...)."""
+    return {"pip": [options.get("requirement") or requirement()]}
+
+
+def requirement() -> str:
+    """`pipespec==<installed version>`; plain `pipespec` when it is not installed as a
+    distribution (run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"pipespec=={version('pipespec')}"
+    except PackageNotFoundError:
+        return "pipespec"
 

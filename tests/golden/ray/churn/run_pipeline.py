@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-IR_FILE = 'telecom-churn.ir.json'
+IR_FILE = 'telecom-churn.de497f79fe93.ir.json'
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 

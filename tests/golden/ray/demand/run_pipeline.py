@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-IR_FILE = 'retail-demand.ir.json'
+IR_FILE = 'retail-demand.598e63ff72dc.ir.json'
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
