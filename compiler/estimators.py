@@ -17,12 +17,6 @@ from .diagnostics import suggest
 
 _PATH = re.compile(r"^sklearn(\.[a-z][a-z0-9_]*)+\.[A-Z][A-Za-z0-9]*$")
 
-CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1", "precision", "recall", "roc_auc",
-                          "log_loss", "average_precision")
-REGRESSION_METRICS = ("r2", "mae", "mse", "rmse", "mape", "median_ae", "explained_variance",
-                      "max_error")
-METRICS = {**{m: "classification" for m in CLASSIFICATION_METRICS},
-           **{m: "regression" for m in REGRESSION_METRICS}}
 
 
 class EstimatorError(Exception):

@@ -11,7 +11,10 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, NewType
+from typing import Literal as Fixed
+
+from .types import ExprType
 
 MAX_EXPR_CHARS = 10_000
 MAX_EXPR_DEPTH = 200
@@ -22,6 +25,11 @@ INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
 INT_RANGE_HINT = (f"integers are 64-bit ({INT64_MIN} to {INT64_MAX}); write a float such as 1e20 "
                   "for larger numbers")
 
+# The fixed values of expression fields (the IR reader refuses others; `typing.get_args` lists them)
+UnaryOp = Fixed["-", "+", "not"]
+BinaryOp = Fixed["+", "-", "*", "/", "%", "==", "!=", "<", "<=", ">", ">=", "and", "or"]
+FunctionName = NewType("FunctionName", str)  # a name in functions.py: SCALAR, AGGREGATE or CHECKS
+
 _NODE = dict(frozen=True, slots=True, kw_only=True)
 
 
@@ -29,7 +37,7 @@ _NODE = dict(frozen=True, slots=True, kw_only=True)
 class Expr:
     """Base of all expression nodes; `type` is None until the checker fills it in."""
 
-    type: str | None = None
+    type: ExprType | None = None
     start: int = field(default=0, compare=False, repr=False)
     end: int = field(default=0, compare=False, repr=False)
     depth: int = field(default=1, compare=False, repr=False)
@@ -61,13 +69,13 @@ class Param(Expr):
 class Qualified(Expr):
     """`qualifier.name`, e.g. `production.roc_auc` in a gate."""
 
-    qualifier: str
+    qualifier: Fixed["production"]
     name: str
 
 
 @dataclass(**_NODE)
 class Unary(Expr):
-    op: str  # "-", "+", "not"
+    op: UnaryOp
     operand: Expr
 
     def children(self):
@@ -76,7 +84,7 @@ class Unary(Expr):
 
 @dataclass(**_NODE)
 class Binary(Expr):
-    op: str  # arithmetic, comparison, "and", "or"
+    op: BinaryOp
     left: Expr
     right: Expr
 
@@ -105,7 +113,7 @@ class IsNull(Expr):
 
 @dataclass(**_NODE)
 class Call(Expr):
-    func: str
+    func: FunctionName
     args: tuple[Expr, ...]
 
     def children(self):
@@ -116,6 +124,8 @@ NODE_CLASSES = {c.__name__: c for c in (Literal, Column, Param, Qualified, Unary
                                          IsNull, Call)}
 _FIELDS = {c: tuple(f.name for f in dataclasses.fields(c)) for c in NODE_CLASSES.values()}
 _JSON_FIELDS = {c: tuple(f.name for f in dataclasses.fields(c) if f.compare) for c in NODE_CLASSES.values()}
+CHILD_FIELDS = {Unary: ("operand",), Binary: ("left", "right"), InList: ("operand", "items"),
+                IsNull: ("operand",), Call: ("args",)}  # the fields holding sub-expressions
 
 
 def evolve(node: Expr, **changes) -> Expr:

@@ -4,7 +4,7 @@ Nodes are frozen dataclasses with typed input ports and one typed output.  The
 graph is a networkx DiGraph built from the nodes' inputs on first use (`Graph.graph`;
 networkx costs ~0.1 s to import, which a fully cached run does not pay).  `to_json` is the
 canonical form (sorted keys, no timestamps, no absolute paths) and
-`from_json(to_json(g)) == g`; `from_json` accepts nothing else (irjson.py checks every
+`from_json(to_json(g)) == g`; `from_json` accepts nothing else (irgraph.py checks every
 value while decoding and raises IRError naming its JSON path).  A node's fingerprint hashes its
 definition without its name, position or upstream ids, so formatting and renames upstream
 never change it.
@@ -18,10 +18,11 @@ import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Literal, NewType
 
 from . import expr as E
 from .diagnostics import Span
+from .types import ColumnType
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -33,6 +34,22 @@ FINGERPRINT_VERSION = 1
 # ids and names end up in store paths and cache keys.  Strings, as pydantic's `pattern=` takes them.
 NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PIPELINE_RE = r"^[a-z][a-z0-9_-]*$"
+
+# The fixed values of IR fields: the spec models declare their fields with these types, and the IR
+# reader refuses any other value (`typing.get_args` lists them).
+SourceFormat = Literal["parquet", "csv", "jsonl", "arrow", "sql"]
+JoinHow = Literal["inner", "left", "right", "outer"]
+Strategy = Literal["direct", "canary", "blue_green", "shadow"]
+EvaluationMethod = Literal["split", "cv"]
+Task = Literal["classification", "regression"]
+GateSubject = Literal["model", "table"]
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1", "precision", "recall", "roc_auc",
+                          "log_loss", "average_precision")
+REGRESSION_METRICS = ("r2", "mae", "mse", "rmse", "mape", "median_ae", "explained_variance",
+                      "max_error")
+METRICS: dict[str, Task] = {**{m: "classification" for m in CLASSIFICATION_METRICS},
+                            **{m: "regression" for m in REGRESSION_METRICS}}
+MetricName = NewType("MetricName", str)  # a key of METRICS
 
 _FROZEN = dict(frozen=True, slots=True, kw_only=True)
 _CLASSES: dict[str, type] = {}
@@ -63,7 +80,7 @@ def _register(cls):
 class TableType:
     """A table with known column types, in column order."""
 
-    columns: tuple[tuple[str, str], ...]
+    columns: tuple[tuple[str, ColumnType], ...]
 
     def column_types(self) -> dict[str, str]:
         return dict(self.columns)
@@ -74,15 +91,15 @@ class TableType:
 class ModelType:
     """A fitted estimator: its task and the typed columns it reads and predicts."""
 
-    task: str  # "classification" | "regression"
-    features: tuple[tuple[str, str], ...]
-    target: tuple[str, str]
+    task: Task
+    features: tuple[tuple[str, ColumnType], ...]
+    target: tuple[str, ColumnType]
 
 
 @_register
 @dataclass(**_FROZEN)
 class MetricsType:
-    metrics: tuple[str, ...]
+    metrics: tuple[MetricName, ...]
 
 
 @_register
@@ -119,7 +136,7 @@ class Resources:
 @_register
 @dataclass(**_FROZEN)
 class Join:
-    how: str
+    how: JoinHow
     on: tuple[str, ...]
     suffixes: tuple[str, str] | None = None
 
@@ -184,7 +201,7 @@ def format_duration(seconds: int) -> str:
 class Evaluation:
     """How a model is evaluated: a held-out split or k-fold cross-validation."""
 
-    method: str  # "split" | "cv"
+    method: EvaluationMethod
     seed: int
     test_size: float | None = None
     stratify: bool = False
@@ -219,7 +236,7 @@ class Node:
 @_register
 @dataclass(**_FROZEN)
 class Source(Node):
-    format: str
+    format: SourceFormat
     path: str | None = None
     uri: str | None = None
     query: str | None = None
@@ -239,7 +256,7 @@ class Transform(Node):
 class Train(Node):
     estimator: str
     estimator_params: str = "{}"  # canonical JSON of the constructor arguments
-    task: str = "classification"
+    task: Task = "classification"
     target: str = ""
     features: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
@@ -249,14 +266,14 @@ class Train(Node):
 @_register
 @dataclass(**_FROZEN)
 class Evaluate(Node):
-    metrics: tuple[str, ...] = ()
+    metrics: tuple[MetricName, ...] = ()
     evaluation: Evaluation | None = None
 
 
 @_register
 @dataclass(**_FROZEN)
 class Gate(Node):
-    subject: str = "model"  # "model" | "table"
+    subject: GateSubject = "model"
     checks: tuple[Check, ...] = ()
 
 
@@ -264,7 +281,7 @@ class Gate(Node):
 @dataclass(**_FROZEN)
 class Rollout(Node):
     model: str = ""
-    strategy: str = "canary"
+    strategy: Strategy = "canary"
     steps: tuple[Step, ...] = ()
     rollback_if: Check | None = None
 
@@ -487,5 +504,5 @@ class Graph:
     def from_json(cls, text: str | bytes) -> "Graph":
         """The graph `to_json` wrote; IRError for anything else (another schema version, a
         node edited by hand, a malformed value, a name that is not the compiler's)."""
-        from .irjson import read_graph
+        from .irgraph import read_graph
         return read_graph(text)

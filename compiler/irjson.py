@@ -1,14 +1,13 @@
-"""Reading IR JSON back: a typed decoder that accepts what `Graph.to_json` writes and nothing else.
+"""Reading IR values back from JSON: typed readers that accept what `ir.encode` writes and nothing
+else (irgraph.py reads a whole IR document with them and checks its graph).
 
 `pipespec step`, the Airflow and Ray workers and the compile cache run whatever IR file they are
-given, and its pipeline name and node ids become store paths and cache keys.  So every value is
-checked against its dataclass field's declared type while it is decoded (readers built once from
-the type hints), every name against the compiler's own patterns (`ir.NAME_RE`, `ir.PIPELINE_RE`),
-and the graph against SPEC.md §15: ids `<prefix>.<name>` and unique, each input reading an earlier
-node with that node's output type, the roles of each kind, edges as the inputs imply.  Anything
-else raises `ir.IRError` naming the JSON path of the offending value, e.g.
-`nodes[3].inputs[0].node`.  A node's fingerprint is checked on its raw JSON: decoding is exact
-(no missing, unknown or coerced keys), so that is what `fingerprint(node)` would hash.
+given.  So every value is checked against its dataclass field's declared type while it is decoded
+(readers built once from the type hints): a `Literal[...]` field (a source format, a join's `how`,
+a column type, an operator) takes only its values, a `FunctionName` or `MetricName` only the names
+the compiler knows, an integer 64 bits, a float a finite number.  Anything else raises `_Bad`,
+whose path grows while it propagates out and becomes `ir.IRError` naming the JSON path of the
+offending value, e.g. `nodes[3].inputs[0].node`.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import re
 import sys
 import types
@@ -24,12 +24,13 @@ from typing import Any, Callable, Union
 
 from . import expr as E
 from . import ir
+from . import types as T
 from .diagnostics import Span
+from .functions import AGGREGATE, CHECKS, SCALAR
 
 Reader = Callable[[Any], Any]
 
 _NAME = re.compile(ir.NAME_RE)
-_PIPELINE = re.compile(ir.PIPELINE_RE)
 _INT64 = 2**63
 _COUNTS = frozenset({"retries", "hold_seconds", "memory_bytes", "gpus", "folds"})  # never negative
 _JSON_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer",
@@ -91,7 +92,10 @@ def _count(v: Any) -> int:
 
 
 def _float(v: Any) -> float:
-    if type(v) is not float and (type(v) is not int or not -_INT64 <= v < _INT64):
+    if type(v) is float:
+        if not math.isfinite(v):  # json.loads reads 1e999 as infinity
+            raise _expected("a finite number", v)
+    elif type(v) is not int or not -_INT64 <= v < _INT64:
         raise _expected("a number", v)
     return v
 
@@ -103,11 +107,32 @@ def _bool(v: Any) -> bool:
 
 
 def _scalar(v: Any) -> Any:
-    if type(v) in (int, float, bool, type(None)):
+    if type(v) in (bool, type(None)):
         return v
     if type(v) is str:
         return _str(v)
+    if type(v) is int:
+        return _int(v)
+    if type(v) is float:
+        return _float(v)
     raise _expected("a string, number, boolean or null", v)
+
+
+@functools.cache
+def _one_of(values: tuple[str, ...], what: str = "") -> Reader:
+    """One of a field's fixed values: a `Literal[...]`, or a NewType's (_VALUES)."""
+    allowed = frozenset(values)
+    expected = what or "one of " + ", ".join(json.dumps(x) for x in values)
+
+    def read_one_of(v):
+        if type(v) is not str or v not in allowed:
+            raise _expected(expected, v)
+        return v
+    return read_one_of
+
+
+_VALUES = {E.FunctionName: (tuple(sorted({*SCALAR, *AGGREGATE, *CHECKS})), "a function name"),
+           ir.MetricName: (tuple(ir.METRICS), "a metric name")}
 
 
 def _name(v: Any) -> str:
@@ -163,16 +188,19 @@ def _at(read: Reader, v: Any, *path: str | int) -> Any:
         raise
 
 
-def _str_pair(v: Any) -> tuple[str, str]:
+_COLUMN_TYPES = frozenset(T.COLUMN_TYPES)
+
+
+def _column_pair(v: Any) -> tuple[str, str]:
     """(column, type) pairs are most of an IR: one fast path for the common case."""
     if type(v) is list and len(v) == 2:
         a, b = v
-        if type(a) is str and type(b) is str and a.isascii() and b.isascii():
+        if type(a) is str and type(b) is str and a.isascii() and b in _COLUMN_TYPES:
             return (a, b)
     return _slow_pair(v)
 
 
-_slow_pair = _fixed((_str, _str))
+_slow_pair = _fixed((_str, _one_of(T.COLUMN_TYPES)))
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -243,6 +271,8 @@ def _reader(hint: Any, name: str = "") -> Reader:
             Any: _scalar}.get(hint)
     if leaf is not None:
         return leaf
+    if hint in _VALUES:
+        return _one_of(*_VALUES[hint])
     if hint is Span:
         return _fields(Span, None)
     if hint is E.Expr:
@@ -250,9 +280,11 @@ def _reader(hint: Any, name: str = "") -> Reader:
     if hint in ir._CLASS_SET:
         return _tagged((hint,))
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return _one_of(args)
     if origin is tuple:
-        if args == (tuple[str, str], ...):
-            return _tuple_of(_str_pair)
+        if args == (tuple[str, T.ColumnType], ...):
+            return _tuple_of(_column_pair)
         if len(args) == 2 and args[1] is Ellipsis:
             return _tuple_of(_reader(args[0], name))
         return _fixed(tuple(_reader(a, name) for a in args))
@@ -328,181 +360,3 @@ def _expr_fields(cls: type) -> Callable[[dict, int], E.Expr]:
 
 
 _EXPR_CLASSES = {name: _expr_fields(cls) for name, cls in E.NODE_CLASSES.items()}
-
-
-# --- the graph ------------------------------------------------------------------------------
-
-_GRAPH_KEYS = frozenset({"schema_version", "pipeline", "description", "params", "targets",
-                         "source_file", "nodes", "edges"})
-_NODES = {kind: _fields(ir._CLASSES[kind], "kind", frozenset({"fingerprint"}))
-          for kind in ir.NODE_KINDS}
-
-
-def read_graph(text: str | bytes) -> ir.Graph:
-    """The graph in `text` (IR JSON); IRError naming the JSON path of whatever is wrong."""
-    with ir.gc_paused():  # decoding allocates millions of objects and no cycles
-        data = _load(text)
-        try:
-            return _graph(data)
-        except _Bad as exc:
-            raise exc.error() from None
-
-
-def _load(text: str | bytes) -> Any:
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ir.IRError(f"not UTF-8 text (byte {exc.start})") from None
-    if not isinstance(text, str):
-        raise ir.IRError(f"expected JSON text, got {type(text).__name__}")
-    try:
-        return json.loads(text, parse_constant=_no_constant)
-    except RecursionError:
-        raise ir.IRError("not an IR: JSON nested too deeply") from None
-    except ValueError as exc:
-        raise ir.IRError(f"not JSON: {exc}") from None
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _graph(data: Any) -> ir.Graph:
-    if type(data) is not dict:
-        raise _expected("an IR object", data)
-    version = data.get("schema_version")
-    if type(version) is not int or version != ir.SCHEMA_VERSION:
-        raise _Bad(f"IR schema_version {json.dumps(version)[:40]} is not supported "
-                   f"(this pipespec reads {ir.SCHEMA_VERSION})", "schema_version")
-    if data.keys() != _GRAPH_KEYS:
-        raise _keys(data, _GRAPH_KEYS)
-    nodes = _at(_nodes, data["nodes"], "nodes")
-    graph = ir.Graph(pipeline=_at(_pipeline, data["pipeline"], "pipeline"), nodes=nodes,
-                     description=_at(_optional(_str), data["description"], "description"),
-                     params=tuple(sorted(_at(_param_dict, data["params"], "params"))),
-                     targets=_at(_targets, data["targets"], "targets"),
-                     source_file=_at(_optional(_str), data["source_file"], "source_file"))
-    _at(lambda v: _edges(v, graph), data["edges"], "edges")
-    return graph
-
-
-def _pipeline(v: Any) -> str:
-    if not _PIPELINE.fullmatch(_str(v)):
-        raise _Bad(f"{v!r} is not a pipeline name ({ir.PIPELINE_RE})")
-    return v
-
-
-def _param_dict(v: Any) -> tuple:
-    if type(v) is not dict:
-        raise _expected("an object", v)
-    return tuple((_at(_name, k, k), _at(_scalar, x, k)) for k, x in v.items())
-
-
-def _targets(v: Any) -> str:
-    if type(v) is not dict:
-        raise _expected("an object", v)
-    text = ir.canonical(v)
-    _unicode(text)
-    return text
-
-
-def _nodes(v: Any) -> tuple[ir.Node, ...]:
-    if type(v) is not list:
-        raise _expected("an array of nodes", v)
-    nodes = tuple(_at(_node, raw, i) for i, raw in enumerate(v))
-    index: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        if node.id in index:
-            raise _Bad(f"duplicate node id {node.id!r} (also nodes[{index[node.id]}])", i, "id")
-        index[node.id] = i
-    for i, node in enumerate(nodes):
-        _at(lambda n: _inputs(n, nodes, index, i), node, i)
-    return nodes
-
-
-def _node(raw: Any) -> ir.Node:
-    if type(raw) is not dict:
-        raise _expected("a node object", raw)
-    kind = raw.get("kind")
-    read = _NODES.get(kind) if type(kind) is str else None
-    if read is None:
-        kinds = ", ".join(ir.NODE_KINDS)
-        raise _Bad(f"expected a node kind ({kinds}), got {json.dumps(kind)[:40]}", "kind")
-    node = read(raw)
-    _at(_name, node.name, "name")
-    if node.id != f"{ir.ID_PREFIX[kind]}.{node.name}":
-        raise _Bad(f"{node.id!r} is not the id of {kind} {node.name!r} "
-                   f"({ir.ID_PREFIX[kind]}.{node.name})", "id")
-    for j, (param, _) in enumerate(node.params):
-        _at(_name, param, "params", j, 0)
-    if kind == "Rollout" and node.model != node.name:
-        raise _Bad(f"a rollout's model is its name, {node.name!r}", "model")
-    if type(node.output) is not ir.OUTPUT[kind]:
-        raise _Bad(f"a {kind}'s output is a {ir.OUTPUT[kind].__name__}", "output")
-    _fingerprint(raw, node)
-    return node
-
-
-def _fingerprint(raw: dict, node: ir.Node) -> None:
-    if type(raw["fingerprint"]) is not str or raw["fingerprint"] != ir._fingerprint_encoded(raw):
-        raise _Bad(f"does not match the definition of node {node.id} (edited by hand, or "
-                   "written by another pipespec version)", "fingerprint")
-
-
-def _inputs(node: ir.Node, nodes: tuple[ir.Node, ...], index: dict[str, int], i: int) -> None:
-    """The node reads earlier nodes, in the roles of its kind, with their output types."""
-    gates = tuple(p for p in node.inputs if p.role.startswith("gate:") and node.kind == "Rollout")
-    roles = tuple(sorted(p.role for p in node.inputs if p not in gates))
-    if roles not in ir.INPUT_ROLES[node.kind]:
-        allowed = " or ".join(repr(list(r)) for r in ir.INPUT_ROLES[node.kind])
-        raise _Bad(f"a {node.kind} reads the roles {allowed}, not {list(roles)}", "inputs")
-    if node.kind == "Gate" and (node.subject == "model") != (roles == ("metrics",)):
-        raise _Bad(f"a gate on a {node.subject!r} does not read {roles[0]!r}", "subject")
-    for j, port in enumerate(node.inputs):
-        _at(lambda p: _input(p, nodes, index, i), port, "inputs", j)
-
-
-def _input(port: ir.Input, nodes: tuple[ir.Node, ...], index: dict[str, int], i: int) -> None:
-    k = index.get(port.node)
-    if k is None:
-        raise _Bad(f"unknown node {port.node!r}", "node")
-    if k >= i:
-        loop = _cycle(nodes, index, i)
-        raise _Bad(f"the inputs form a cycle: {' <- '.join(loop)}" if loop else
-                   f"{port.node!r} comes after the node reading it (nodes are in topological "
-                   "order)",
-                   "node")
-    role = port.role.partition(":")[0]
-    if role == "gate" and port.node != f"gate.{port.role[5:]}":
-        raise _Bad(f"role {port.role!r} reads {port.node!r}, not gate.{port.role[5:]}", "role")
-    if type(port.type) is not ir.ROLE_TYPE[role] or port.type != nodes[k].output:
-        raise _Bad(f"is not the output type of {port.node}", "type")
-
-
-def _cycle(nodes: tuple[ir.Node, ...], index: dict[str, int], start: int) -> list[str] | None:
-    """Ids on a loop of inputs through nodes[start] (first and last), or None."""
-    todo, seen = [(start, [nodes[start].id])], {start}
-    while todo:
-        k, path = todo.pop()
-        for port in nodes[k].inputs:
-            m = index.get(port.node)
-            if m == start:
-                return path + [nodes[start].id]
-            if m is not None and m not in seen:
-                seen.add(m)
-                todo.append((m, path + [port.node]))
-    return None
-
-
-def _edges(v: Any, graph: ir.Graph) -> None:
-    """`edges` is derived from the inputs: [from, to, role], sorted."""
-    expected = [list(e) for e in graph.edges()]
-    if type(v) is not list:
-        raise _expected("an array of edges", v)
-    for i, (got, want) in enumerate(zip(v, expected)):
-        if got != want:
-            raise _Bad(f"expected the edge {json.dumps(want)} (from the nodes' inputs), got "
-                       f"{json.dumps(got)[:80]}", i)
-    if len(v) != len(expected):
-        raise _Bad(f"the nodes' inputs make {len(expected)} edges, not {len(v)}")

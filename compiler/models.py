@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 from . import ir
 from . import types as T
 from .diagnostics import suggest
-from .estimators import METRICS, EstimatorError, check_params, estimator_class
+from .estimators import EstimatorError, check_params, estimator_class
+from .ir import METRICS
 from .spec import Model, parse_duration
-from .typecheck import CHECK, METRICS as METRICS_MODE, SERVING
+from .typecheck import CHECK, SERVING
+from .typecheck import METRICS as METRICS_MODE
 
 if TYPE_CHECKING:
     from .lower import Lowering

@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .ir import NAME_RE, PIPELINE_RE
-from .types import COLUMN_TYPES
+from .ir import PIPELINE_RE, JoinHow, SourceFormat, Strategy
+from .types import ColumnType
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|K|M|G|T|KB|MB|GB|TB|Ki|Mi|Gi|Ti|KiB|MiB|GiB|TiB)?$")
@@ -37,8 +37,6 @@ _CRON_PART = re.compile(r"^(\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/([0-9]+))?$")
 _CRON_SPECIAL = {"day of month": re.compile(r"^(\?|L|LW|([1-9]|[12][0-9]|3[01])W)$"),
                  "day of week": re.compile(r"^(\?|L|L[0-7]|([0-7]|[A-Z]{3})#[1-5])$")}
 SQL_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg://", "postgres://")
-ColumnType = Literal["int64", "int32", "float64", "float32", "bool", "string", "date", "timestamp"]
-assert set(ColumnType.__args__) == set(COLUMN_TYPES)
 
 
 def error(code: str, message: str) -> PydanticCustomError:
@@ -170,7 +168,7 @@ class Resources(Strict):
 class Source(Strict):
     """A table read from a file, a URI, or a SQL query."""
 
-    format: Literal["parquet", "csv", "jsonl", "arrow", "sql"]
+    format: SourceFormat
     path: Optional[str] = Field(None, description="relative to the spec file, or an fsspec URI")
     uri: Optional[str] = Field(None, description="database URI for format: sql, e.g. sqlite:///x.db")
     query: Optional[str] = Field(None, description="SQL query for format: sql")
@@ -200,7 +198,7 @@ class Join(Strict):
     left: str
     right: str
     on: OneOrMany = Field(description="key column, or a list of key columns")
-    how: Literal["inner", "left", "right", "outer"] = "inner"
+    how: JoinHow = "inner"
     suffixes: Optional[list[str]] = Field(
         None, min_length=2, max_length=2,
         description="[left_suffix, right_suffix] for clashing non-key columns")
@@ -352,7 +350,7 @@ class Rollout(Strict):
     @classmethod
     def _one_gate(cls, v):
         return [v] if isinstance(v, str) else v
-    strategy: Literal["direct", "canary", "blue_green", "shadow"] = "canary"
+    strategy: Strategy = "canary"
     steps: list[Step] = Field(default_factory=list)
     rollback_if: Optional[str] = Field(None, description="boolean expression over serving metrics")
     replay: Optional[str] = Field(

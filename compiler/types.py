@@ -6,13 +6,15 @@ themselves; `NULL` is the type of the `null` literal only, and fits anywhere.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Literal, get_args
 
 INT32, INT64, FLOAT32, FLOAT64 = "int32", "int64", "float32", "float64"
 BOOL, STRING, DATE, TIMESTAMP = "bool", "string", "date", "timestamp"
 NULL = "null"
 
-COLUMN_TYPES = (INT64, INT32, FLOAT64, FLOAT32, BOOL, STRING, DATE, TIMESTAMP)
+ColumnType = Literal["int64", "int32", "float64", "float32", "bool", "string", "date", "timestamp"]
+ExprType = Literal[ColumnType, "null"]  # an expression's type: `null` is the null literal's
+COLUMN_TYPES: tuple[str, ...] = get_args(ColumnType)
 INTEGERS = frozenset({INT32, INT64})
 FLOATS = frozenset({FLOAT32, FLOAT64})
 NUMERIC = INTEGERS | FLOATS

@@ -121,7 +121,7 @@ CASES = {  # name: (change, path of the error, words of its message)
     "huge int": (lambda d: d["nodes"][4].update(retries=10**30), "nodes[4].retries", "64-bit integer"),
     "negative count": (lambda d: d["nodes"][4].update(retries=-1), "nodes[4].retries", "non-negative"),
     "column type": (lambda d: d["nodes"][0]["output"]["columns"][1].__setitem__(1, 5),
-                    "nodes[0].output.columns[1][1]", "expected a string"),
+                    "nodes[0].output.columns[1][1]", 'expected one of "int64"'),
     "edge to unknown node": (lambda d: d["edges"][0].__setitem__(0, "source.nope"), "edges[0]",
                              "expected the edge"),
     "edge missing": (lambda d: d["edges"].pop(), "edges", "edges, not"),
@@ -141,6 +141,63 @@ CASES = {  # name: (change, path of the error, words of its message)
                             "nodes[6].checks[0].expr.operand", "deeper than 200"),
     "lone surrogate": (lambda d: d.update(description="\ud800"), "description", "lone surrogate"),
     "targets not an object": (lambda d: d.update(targets=[]), "targets", "expected an object"),
+    **{f"fixed value: {name}": case for name, case in {  # a value outside its field's fixed set
+        "source format": (lambda d: d["nodes"][0].update(format="xml"), "nodes[0].format",
+                          'expected one of "parquet", "csv", "jsonl", "arrow", "sql", got a string "xml"'),
+        "join how": (lambda d: d["nodes"][3]["ops"][0].update(how="cross"), "nodes[3].ops[0].how",
+                     'expected one of "inner", "left", "right", "outer"'),
+        "strategy": (lambda d: d["nodes"][7].update(strategy="yolo"), "nodes[7].strategy",
+                     'expected one of "direct", "canary"'),
+        "evaluation method": (lambda d: d["nodes"][4]["evaluation"].update(method="loo"),
+                              "nodes[4].evaluation.method", 'expected one of "split", "cv"'),
+        "train task": (lambda d: d["nodes"][4].update(task="clustering"), "nodes[4].task",
+                       'expected one of "classification", "regression"'),
+        "model type task": (lambda d: d["nodes"][4]["output"].update(task="ranking"),
+                            "nodes[4].output.task", 'expected one of "classification"'),
+        "gate subject": (lambda d: d["nodes"][6].update(subject="data"), "nodes[6].subject",
+                         'expected one of "model", "table"'),
+        "metric": (lambda d: d["nodes"][5].update(metrics=["roc_auc", "__import__"]),
+                   "nodes[5].metrics[1]", 'expected a metric name, got a string "__import__"'),
+        "metrics type": (lambda d: d["nodes"][5]["output"].update(metrics=["bogus"]),
+                         "nodes[5].output.metrics[0]", "expected a metric name"),
+        "column type list": (lambda d: d["nodes"][0]["output"]["columns"][0].__setitem__(1, ["x"]),
+                             "nodes[0].output.columns[0][1]", 'expected one of "int64"'),
+        "column type name": (lambda d: d["nodes"][0]["output"]["columns"][0].__setitem__(1, "int128"),
+                             "nodes[0].output.columns[0][1]", 'expected one of "int64"'),
+        "model target type": (lambda d: d["nodes"][4]["output"].update(target=["churned", "decimal"]),
+                              "nodes[4].output.target[1]", 'expected one of "int64"'),
+        "model feature type": (lambda d: d["nodes"][4]["output"]["features"][0].__setitem__(1, "x"),
+                               "nodes[4].output.features[0][1]", 'expected one of "int64"'),
+        "expression type": (lambda d: d["nodes"][6]["checks"][0]["expr"].update(type="boolean"),
+                            "nodes[6].checks[0].expr.type", 'expected one of "int64"'),
+        "binary operator": (lambda d: d["nodes"][6]["checks"][0]["expr"].update(op="**"),
+                            "nodes[6].checks[0].expr.op", 'expected one of "+", "-"'),
+        "unary operator": (lambda d: d["nodes"][6]["checks"][0].update(expr={
+            "node": "Unary", "op": "~", "type": "bool", "operand": d["nodes"][6]["checks"][0]["expr"]}),
+            "nodes[6].checks[0].expr.op", 'expected one of "-", "+", "not"'),
+        "qualifier": (lambda d: d["nodes"][6]["checks"][1]["expr"]["right"]["left"].update(
+            qualifier="staging"), "nodes[6].checks[1].expr.right.left.qualifier",
+            'expected one of "production"'),
+        "function name": (lambda d: d["nodes"][1]["ops"][0]["aggregates"][1][1].update(func="eval"),
+                          "nodes[1].ops[0].aggregates[1][1].func",
+                          'expected a function name, got a string "eval"'),
+        "aggregate in a filter": (lambda d: d["nodes"][3]["ops"][1]["predicate"].update(
+            left={"node": "Call", "func": "sum", "type": "int64",
+                  "args": [{"node": "Column", "name": "tenure_days", "type": "int64"}]}),
+            "nodes[3].ops[1].predicate.left.func", "sum() is not allowed in a Filter"),
+        "scalar function as an aggregate": (
+            lambda d: d["nodes"][1]["ops"][0]["aggregates"][1][1].update(func="row_count", args=[]),
+            "nodes[1].ops[0].aggregates[1][1].func", "row_count() is not allowed in an aggregate"),
+        "data check in a model gate": (lambda d: d["nodes"][6]["checks"][0]["expr"].update(
+            left={"node": "Call", "func": "row_count", "type": "int64", "args": []}),
+            "nodes[6].checks[0].expr.left.func", "row_count() is not allowed in a model gate"),
+        "aggregate in rollback_if": (lambda d: d["nodes"][7]["rollback_if"]["expr"]["left"].update(
+            left={"node": "Call", "func": "mean", "type": "float64",
+                  "args": [{"node": "Column", "name": "error_rate", "type": "float64"}]}),
+            "nodes[7].rollback_if.expr.left.left.func", "mean() is not allowed in rollback_if"),
+        "literal out of int64": (lambda d: d["nodes"][3]["ops"][1]["predicate"]["right"].update(
+            value=2**63), "nodes[3].ops[1].predicate.right.value", "64-bit integer"),
+    }.items()},
 }
 
 
@@ -166,6 +223,14 @@ def test_a_hostile_ir_names_the_json_path(churn, case):
 def test_a_file_that_is_not_an_ir_object_is_an_ir_error(text, words):
     with pytest.raises(IRError, match=words):
         Graph.from_json(text)
+
+
+def test_a_number_json_reads_as_infinity_is_refused(churn):
+    text = mutated(churn, lambda d: d["nodes"][6]["checks"][0]["expr"]["right"].update(value=0.125))
+    with pytest.raises(IRError) as caught:  # json.loads reads 1e999 as inf (to_json never writes it)
+        Graph.from_json(text.replace('"value": 0.125', '"value": 1e999'))
+    assert caught.value.path == "nodes[6].checks[0].expr.right.value"
+    assert "expected a finite number" in caught.value.message
 
 
 def test_a_fingerprint_still_guards_a_node_edited_by_hand(churn):
