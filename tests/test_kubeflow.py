@@ -3,13 +3,11 @@ protobuf parse of every example and valid spec plus a semantic validator, the kf
 names, options, resources, gates, KServe manifests and hostile strings.  (The end-to-end
 run of a compiled pipeline is tests/test_kubeflow_run.py.)
 
-Refresh the golden files with PIPESPEC_UPDATE_GOLDEN=1 and review the diff."""
+Refresh the golden files with `pytest --update-golden` and review the diff."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -27,7 +25,6 @@ kfp_components = pytest.importorskip("kfp.components")
 import kfp_check  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).resolve().parent / "golden" / "kubeflow"
 EXAMPLES = ("churn", "demand")
 VALID = sorted(p.name for p in (ROOT / "specs" / "valid").glob("*.yaml"))
 
@@ -47,25 +44,14 @@ def spec_of(artifact: kubeflow.Artifact) -> dict:
     return docs[0] if len(docs) == 1 else docs[1]["spec"]["pipelineSpec"]
 
 
-def write(files: dict[str, bytes], folder: Path) -> None:
-    for rel, data in files.items():
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_bytes(data)
-
-
 # --- golden files, determinism -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_each_example_compiles_to_its_golden_files(name):
+def test_each_example_compiles_to_its_golden_files(name, golden):
     """pipeline.yaml and serving/; the IR file is the `ir` target's (checked below)."""
     files = {rel: data for rel, data in example(name).files.items() if not rel.endswith(".ir.json")}
-    folder = GOLDEN / name
-    if os.environ.get("PIPESPEC_UPDATE_GOLDEN"):
-        shutil.rmtree(folder, ignore_errors=True)
-        write(files, folder)
-    expected = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-    assert files == expected
+    golden.check(f"kubeflow/{name}", files)
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -130,7 +116,7 @@ def test_the_validator_catches_what_the_protobuf_parse_does_not():
     assert "cycle:" in found and "input bogus not declared" in found and "unknown component comp-missing" in found
     assert "producer feature-churn-features missing or not a dependency" in found
     bad = spec_of(example("churn"))
-    bad["deploymentSpec"]["executors"]["exec-source"]["container"]["imagee"] = "x"
+    bad["deploymentSpec"]["executors"]["exec-source-customers-and-2-more"]["container"]["imagee"] = "x"
     with pytest.raises(Exception, match="imagee"):
         kfp_check.parse(bad)
 
@@ -138,14 +124,18 @@ def test_the_validator_catches_what_the_protobuf_parse_does_not():
 # --- what the pipeline says ------------------------------------------------------------------
 
 
-def test_one_task_per_node_components_by_kind_and_the_step_command():
+def test_one_task_per_node_components_named_after_their_tasks_and_the_step_command():
     spec = spec_of(example("churn"))
     tasks = spec["root"]["dag"]["tasks"]
     assert sorted(t["taskInfo"]["name"] for t in tasks.values()) == sorted(
         n.id for n in compile_file(str(ROOT / "examples/churn/pipeline.yaml"), []).ir.nodes)
-    assert sorted(spec["components"]) == ["comp-evaluate", "comp-gate", "comp-gate-2", "comp-rollout", "comp-source",
-                                          "comp-train", "comp-transform", "comp-transform-2"]
-    container = spec["deploymentSpec"]["executors"]["exec-gate"]["container"]
+    assert sorted(spec["components"]) == [
+        "comp-evaluate-churn-gbm", "comp-feature-customer-plans-and-1-more", "comp-feature-usage-recent",
+        "comp-gate-model-quality", "comp-gate-training-data", "comp-rollout-churn-gbm",
+        "comp-source-customers-and-2-more", "comp-train-churn-gbm"]
+    assert tasks["source-plans"]["componentRef"]["name"] == "comp-source-customers-and-2-more"
+    assert tasks["feature-churn-features"]["componentRef"]["name"] == "comp-feature-customer-plans-and-1-more"
+    container = spec["deploymentSpec"]["executors"]["exec-gate-training-data"]["container"]
     assert container["image"] == "ghcr.io/example/pipespec-runtime:0.1"
     assert container["command"] == ["pipespec", "step"]
     (ir_bytes,) = [data for name, data in example("churn").files.items() if name.endswith(".ir.json")]
@@ -169,7 +159,7 @@ def test_components_grow_with_variety_not_with_the_graph(tmp_path):
                     "features:\n" + features)
     chain = spec_of(compiled(spec))
     assert len(chain["root"]["dag"]["tasks"]) == 151
-    assert sorted(chain["components"]) == ["comp-source", "comp-transform"]
+    assert sorted(chain["components"]) == ["comp-feature-f0-and-149-more", "comp-source-d"]
     assert kfp_check.problems(chain) == []
 
 
@@ -191,7 +181,8 @@ def test_gates_output_a_boolean_and_the_rollout_requires_each_of_them():
     assert {params[k]["taskOutputParameter"]["producerTask"] for k in ("passed_0", "passed_1")} == {
         "gate-training-data", "gate-model-quality"}
     assert all(params[k]["taskOutputParameter"]["outputParameterKey"] == "passed" for k in ("passed_0", "passed_1"))
-    assert spec["components"]["comp-gate"]["outputDefinitions"]["parameters"]["passed"] == {"parameterType": "BOOLEAN"}
+    passed = spec["components"]["comp-gate-training-data"]["outputDefinitions"]["parameters"]["passed"]
+    assert passed == {"parameterType": "BOOLEAN"}
     assert all("triggerPolicy" not in t for n, t in spec["root"]["dag"]["tasks"].items() if n != "rollout-churn-gbm")
 
 
@@ -247,8 +238,8 @@ def test_the_kubernetes_form_mirrors_the_kfp_sdk():
     assert version["metadata"]["name"].startswith("targets-all-options-")
     assert kfp_check.NAME.match(version["metadata"]["name"])
     assert version["spec"]["pipelineName"] == "targets-all-options"
-    assert version["spec"]["pipelineSpec"]["deploymentSpec"]["executors"]["exec-source"]["container"]["image"] == \
-        "ghcr.io/acme/pipe:1.0"
+    executors = version["spec"]["pipelineSpec"]["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {"ghcr.io/acme/pipe:1.0"}
     plain = spec_of(compiled(ROOT / "specs/valid/targets_all_options.yaml", manifest="pipeline"))
     assert plain == version["spec"]["pipelineSpec"]
 
@@ -264,6 +255,31 @@ def test_kfp_names_sanitized_truncated_with_a_stable_hash():
     assert len(name) == 128 and kfp_check.NAME.match(name) and name == names.kfp_name(long)
     assert name != names.kfp_name("feature." + "a" * 199 + "b")
     assert names.dns_label("9lives") == "m-9lives" and names.DNS_LABEL.match(names.dns_label("x" * 80))
+
+
+def test_component_names_are_unique_deterministic_and_kfp_names(tmp_path):
+    """After the task that uses a component, or the first of those sharing it; a name already
+    taken gets `-2`; long ones are cut with a hash; each is a fixed point of the kfp SDK's own
+    sanitizer and a KFP name (at most 128)."""
+    from kfp.dsl.utils import maybe_rename_for_k8s
+
+    long = "f" * 150
+    spec = tmp_path / "names.yaml"
+    spec.write_text("pipespec: 1\npipeline: names\nsources:\n  d: {format: csv, path: d.csv, schema: {x: int64}}\n"
+                    "features:\n  f: {from: d}\n  g: {from: d}\n"
+                    "  f_and_1_more: {from: d, resources: {cpus: 2}}\n"
+                    f"  {long}: {{from: d, resources: {{cpus: 3}}}}\n")
+    built = spec_of(compiled(spec))
+    refs = {t: v["componentRef"]["name"] for t, v in built["root"]["dag"]["tasks"].items()}
+    assert refs["feature-f"] == refs["feature-g"] == "comp-feature-f-and-1-more"
+    assert refs["feature-f-and-1-more"] == "comp-feature-f-and-1-more-2"  # taken by the shared one
+    (long_task,) = [t for t, v in built["root"]["dag"]["tasks"].items() if v["taskInfo"]["name"] == f"feature.{long}"]
+    assert len(refs[long_task]) == 128 and refs[long_task].startswith("comp-feature-fff")
+    for label in built["components"]:
+        assert maybe_rename_for_k8s(label) == label and kfp_check.NAME.match(label) and len(label) <= 128
+    assert len(built["components"]) == len(set(refs.values())) == 4
+    assert spec_of(compiled(spec)) == built  # deterministic
+    assert kfp_check.problems(built) == []
 
 
 def test_names_that_collide_after_sanitizing_are_one_error_naming_each(tmp_path):

@@ -1,5 +1,6 @@
 """The KFP v2 PipelineSpec of an IR: one task per node, one component per distinct
-(kind, inputs, resources), every executor a container running `pipespec step`.
+(kind, inputs, resources) named after the tasks that use it, every executor a container
+running `pipespec step`.
 
 Each task's inputs are the pipeline's `ir`, `store` and `root`, its node id and the node's
 IR fingerprint (constants), and every upstream task's `digest` (of its output, written by
@@ -25,6 +26,7 @@ from .options import Options
 SCHEMA_VERSION = "2.1.0"
 API_VERSION = "pipelines.kubeflow.org/v2beta1"
 RESULT, DIGEST, PASSED = "result", "digest", "passed"
+COMPONENT_PREFIX = "comp-"  # as the kfp SDK names components (kfp.dsl.utils.sanitize_component_name)
 PIPELINE_INPUTS = {
     "ir": ("pipespec/{ir_file}", "URL or path of the pipeline's IR JSON (the .ir.json file beside this one)"),
     "store": ("pipespec/store", "pipespec store (directory or fsspec URL) every task reads and writes"),
@@ -50,7 +52,7 @@ def pipeline_spec(ir: Graph, opts: Options, tasks: dict[str, str], ir_file: str,
                   fingerprints: dict[str, str] | None = None, ir_sha256: str | None = None) -> dict:
     """The PipelineSpec as data (JSON field names, as `json_format.MessageToDict` writes them)."""
     signatures = {n.id: signature(n) for n in ir.nodes}
-    labels = component_labels(ir, signatures)
+    labels = component_labels(ir, signatures, tasks)
     fingerprints = fingerprints or {n.id: n.fingerprint() for n in ir.nodes}
     spec = {
         "pipelineInfo": pipeline_info(ir),
@@ -106,21 +108,33 @@ def signature(node: Node) -> tuple:
     return node.kind, tuple(name for name, _ in input_names(node)), (res.cpus, res.memory_bytes, res.gpus or 0)
 
 
-def component_labels(ir: Graph, signatures: dict[str, tuple]) -> dict[tuple, str]:
-    """`comp-<kind>`, then `comp-<kind>-2`, ... in the IR's (topological) order."""
-    labels: dict[tuple, str] = {}
-    counts: dict[str, int] = {}
+def component_labels(ir: Graph, signatures: dict[str, tuple], tasks: dict[str, str]) -> dict[tuple, str]:
+    """Each component named after the task that uses it (`comp-gate-model-quality`); one that
+    several tasks share, after the first and how many more (`comp-source-customers-and-2-more`).
+    KFP's own rule for the characters (`kfp.dsl.utils.maybe_rename_for_k8s`); at most 128 with
+    the prefix (cut with a hash); a name already taken gets `-2`, `-3`... in the IR's order."""
+    users: dict[tuple, list[str]] = {}
     for node in ir.nodes:
-        sig = signatures[node.id]
-        if sig not in labels:
-            counts[node.kind] = counts.get(node.kind, 0) + 1
-            suffix = "" if counts[node.kind] == 1 else f"-{counts[node.kind]}"
-            labels[sig] = f"comp-{node.kind.lower()}{suffix}"
+        users.setdefault(signatures[node.id], []).append(tasks[node.id])
+    labels: dict[tuple, str] = {}
+    taken: set[str] = set()
+    for sig, names in users.items():
+        text = names[0] if len(names) == 1 else f"{names[0]}-and-{len(names) - 1}-more"
+        label, k = _component_label(text), 1
+        while label in taken:
+            k += 1
+            label = _component_label(f"{text}-{k}")
+        labels[sig] = label
+        taken.add(label)
     return labels
 
 
+def _component_label(text: str) -> str:
+    return COMPONENT_PREFIX + kfp_name(text, KFP_MAX - len(COMPONENT_PREFIX))
+
+
 def executor_label(component_label: str) -> str:
-    return "exec-" + component_label.removeprefix("comp-")
+    return "exec-" + component_label.removeprefix(COMPONENT_PREFIX)
 
 
 def component(sig: tuple, label: str) -> dict:
