@@ -301,6 +301,12 @@ class Rollout(Node):
 NODE_KINDS = ("Source", "Transform", "Train", "Evaluate", "Gate", "Rollout")
 ID_PREFIX = {"Source": "source", "Transform": "feature", "Train": "train", "Evaluate": "evaluate",
              "Gate": "gate", "Rollout": "rollout"}  # a node's id is `<prefix>.<name>`
+
+
+def node_id(kind: str, name: str) -> str:
+    """The id of the `kind` node named `name`: `<prefix>.<name>` (SPEC.md §15)."""
+    return f"{ID_PREFIX[kind]}.{name}"
+
 OUTPUT = {"Source": TableType, "Transform": TableType, "Train": ModelType, "Evaluate": MetricsType,
           "Gate": DecisionType, "Rollout": DecisionType}
 # the roles of a node's inputs, sorted, by kind (SPEC.md §15); a rollout adds `gate:<name>`

@@ -125,9 +125,9 @@ def _node(raw: Any) -> ir.Node:
         raise _Bad(f"expected a node kind ({kinds}), got {json.dumps(kind)[:40]}", "kind")
     node = read(raw)
     _at(_name, node.name, "name")
-    if node.id != f"{ir.ID_PREFIX[kind]}.{node.name}":
+    if node.id != ir.node_id(kind, node.name):
         raise _Bad(f"{node.id!r} is not the id of {kind} {node.name!r} "
-                   f"({ir.ID_PREFIX[kind]}.{node.name})", "id")
+                   f"({ir.node_id(kind, node.name)})", "id")
     for j, (param, _) in enumerate(node.params):
         _at(_name, param, "params", j, 0)
     if kind == "Rollout" and node.model != node.name:
@@ -213,8 +213,9 @@ def _input(port: ir.Input, nodes: tuple[ir.Node, ...], index: dict[str, int], i:
                    "order)",
                    "node")
     role = port.role.partition(":")[0]
-    if role == "gate" and port.node != f"gate.{port.role[5:]}":
-        raise _Bad(f"role {port.role!r} reads {port.node!r}, not gate.{port.role[5:]}", "role")
+    if role == "gate" and port.node != ir.node_id("Gate", port.role[5:]):
+        raise _Bad(f"role {port.role!r} reads {port.node!r}, not {ir.node_id('Gate', port.role[5:])}",
+                   "role")
     if type(port.type) is not ir.ROLE_TYPE[role] or port.type != nodes[k].output:
         raise _Bad(f"is not the output type of {port.node}", "type")
 

@@ -213,7 +213,7 @@ class Lowering:
                                    "declare `schema:` (column: type)"
                                    + (f"; used by {', '.join(sorted(users))}" if users else ""))
                     continue
-            node = ir.Source(id=f"source.{name}", name=name, span=self.ir_span(("sources", name)),
+            node = ir.Source(id=ir.node_id("Source", name), name=name, span=self.ir_span(("sources", name)),
                              description=s.description, output=ir.TableType(columns=schema),
                              params=self.used(), format=s.format, path=s.path, uri=s.uri, query=s.query,
                              schema_declared=s.schema_ is not None)
@@ -235,7 +235,7 @@ class Lowering:
             return
         inputs = tuple(ir.Input(role=r, node=self.table_node[t],
                                 type=self.nodes[self.table_node[t]].output) for r, t in roles.items())
-        node = ir.Transform(id=f"feature.{name}", name=name, span=self.ir_span(("features", name)),
+        node = ir.Transform(id=ir.node_id("Transform", name), name=name, span=self.ir_span(("features", name)),
                             description=f.description, inputs=inputs, output=ir.TableType(columns=schema),
                             ops=tuple(ops), params=self.used(),
                             resources=self.resources(f.resources), retries=f.retries)

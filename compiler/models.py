@@ -70,12 +70,12 @@ def _lower_model(lw: "Lowering", name: str, m: Model) -> None:
     model_type = ir.ModelType(task=task, features=tuple((c, types[c]) for c in features),
                               target=(m.target, types[m.target]))
     table_in = ir.Input(role="table", node=table, type=lw.nodes[table].output)
-    train = ir.Train(id=f"train.{name}", name=name, span=span, description=m.description,
+    train = ir.Train(id=ir.node_id("Train", name), name=name, span=span, description=m.description,
                      inputs=(table_in,), output=model_type, params=lw.used(),
                      resources=lw.resources(m.resources), retries=m.retries, estimator=m.estimator,
                      estimator_params=_params_json(m.params), task=task, target=m.target,
                      features=tuple(features), keys=tuple(m.keys), evaluation=evaluation)
-    evaluate = ir.Evaluate(id=f"evaluate.{name}", name=name, span=span, inputs=(
+    evaluate = ir.Evaluate(id=ir.node_id("Evaluate", name), name=name, span=span, inputs=(
         ir.Input(role="model", node=train.id, type=model_type), table_in),
         output=ir.MetricsType(metrics=tuple(m.metrics)), params=lw.used(),
         resources=lw.resources(m.resources), retries=m.retries,
@@ -179,7 +179,7 @@ def lower_gates(lw: "Lowering") -> None:
         base = ("gates", name)
         lw.begin(base)
         if g.model is not None:
-            subject = lw.nodes.get(f"evaluate.{g.model}")
+            subject = lw.nodes.get(ir.node_id("Evaluate", g.model))
             if g.model not in lw.spec.models:
                 if ("models", g.model) not in lw.invalid:
                     lw.diags.add("E0302", f"unknown model '{g.model}'", lw.doc.span(base + ("model",)),
@@ -200,7 +200,7 @@ def lower_gates(lw: "Lowering") -> None:
         checks = _checks(lw, base + ("require",), g.require, scope)
         if checks is None or subject is None:
             continue
-        node = ir.Gate(id=f"gate.{name}", name=name, span=lw.ir_span(base), description=g.description,
+        node = ir.Gate(id=ir.node_id("Gate", name), name=name, span=lw.ir_span(base), description=g.description,
                        inputs=(ir.Input(role=role, node=subject.id, type=subject.output),),
                        output=ir.DecisionType(), params=lw.used(), subject="model" if g.model is not None else "table",
                        checks=checks)
@@ -278,15 +278,15 @@ def _lower_rollout(lw: "Lowering", r, base: tuple) -> None:
         typed = lw.expr(base + ("rollback_if",), r.rollback_if, scope, boolean=True)
         ok = ok and typed is not None
         rollback = ir.Check(text=r.rollback_if, expr=typed) if typed is not None else None
-    train = lw.nodes.get(f"train.{r.model}")
+    train = lw.nodes.get(ir.node_id("Train", r.model))
     traffic = _traffic_input(lw, r, base, train)
-    if not ok or train is None or traffic is None or any(f"gate.{g}" not in lw.nodes for g in gates):
+    if not ok or train is None or traffic is None or any(ir.node_id("Gate", g) not in lw.nodes for g in gates):
         return
     inputs = (ir.Input(role="model", node=train.id, type=train.output), traffic,
-              *(ir.Input(role=f"gate:{g}", node=f"gate.{g}", type=ir.DecisionType()) for g in gates))
+              *(ir.Input(role=f"gate:{g}", node=ir.node_id("Gate", g), type=ir.DecisionType()) for g in gates))
     steps = tuple(ir.Step(traffic=float(s.traffic), hold_seconds=parse_duration(s.hold) if s.hold else None)
                   for s in r.steps)
-    node = ir.Rollout(id=f"rollout.{r.model}", name=r.model, span=lw.ir_span(base),
+    node = ir.Rollout(id=ir.node_id("Rollout", r.model), name=r.model, span=lw.ir_span(base),
                       description=r.description, inputs=inputs, output=ir.DecisionType(),
                       params=lw.used(), model=r.model, strategy=r.strategy, steps=steps,
                       rollback_if=rollback)

@@ -3,10 +3,14 @@ the name patterns, and values the IR reader would refuse never compiled in the f
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from pipespec.compiler import ir
 from pipespec.compiler.ir import Graph
 from pipespec.compiler.lower import compile_text
 
+ROOT = Path(__file__).resolve().parent.parent
 HEAD = """\
 pipespec: 1
 pipeline: p
@@ -53,3 +57,16 @@ def test_every_compiled_name_reads_back():
     graph = compile_text(text).ir
     assert Graph.from_json(graph.to_json()) == graph
 
+
+
+def test_lowering_builds_every_id_from_the_prefix_table(monkeypatch):
+    spec = ROOT / "specs" / "valid" / "churn_full.yaml"
+    for kind, prefix in list(ir.ID_PREFIX.items()):
+        monkeypatch.setitem(ir.ID_PREFIX, kind, f"x{prefix}")
+    result = compile_text(spec.read_text(), str(spec), base_dir=str(spec.parent))
+    assert result.ok, result.errors
+    kinds = {n.kind for n in result.ir.nodes}
+    assert kinds == set(ir.NODE_KINDS)
+    assert all(n.id.startswith("x") for n in result.ir.nodes)
+    assert all(n.id == ir.node_id(n.kind, n.name) for n in result.ir.nodes)
+    assert Graph.from_json(result.ir.to_json()) == result.ir
