@@ -18,6 +18,7 @@ import airflow_env
 from pipespec.compiler.lower import compile_file
 from pipespec.targets import airflow as target
 
+pytestmark = pytest.mark.airflow
 pytest.importorskip("airflow")
 
 

@@ -14,6 +14,7 @@ from pipespec.compiler.lower import compile_text
 from pipespec.targets import airflow as target
 from pipespec.targets.base import UnsupportedError
 
+pytestmark = pytest.mark.airflow
 pytest.importorskip("airflow")
 
 SPEC = """\

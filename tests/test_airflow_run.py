@@ -21,6 +21,7 @@ from pipespec.runtime.step import open_runner
 from pipespec.runtime.store import Store
 from pipespec.targets import airflow as target
 
+pytestmark = pytest.mark.airflow
 pytest.importorskip("airflow")
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,6 +24,7 @@ from pipespec.targets import kube
 from pipespec.targets.base import UnsupportedError
 from pipespec.targets.registry import TARGETS
 
+pytestmark = pytest.mark.airflow
 pytest.importorskip("airflow")
 
 ROOT = Path(__file__).resolve().parent.parent

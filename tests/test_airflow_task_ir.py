@@ -2,6 +2,8 @@
 
 import pytest
 
+pytestmark = pytest.mark.airflow
+
 
 @pytest.mark.parametrize("text", ["[]", '{"schema_version": 1, "nodes": [5]}', "not json"])
 def test_a_damaged_ir_fails_the_task_without_retries(tmp_path, text):

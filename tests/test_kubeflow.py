@@ -21,6 +21,7 @@ from pipespec.targets.registry import TARGETS
 
 from pipespec.cli import main
 
+pytestmark = pytest.mark.kubeflow
 kfp_components = pytest.importorskip("kfp.components")
 import kfp_check  # noqa: E402
 

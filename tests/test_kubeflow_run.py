@@ -18,6 +18,7 @@ from pipespec.runtime.progress import Reporter
 from pipespec.runtime.store import Store
 from pipespec.targets import kubeflow
 
+pytestmark = pytest.mark.kubeflow
 pytest.importorskip("kfp.pipeline_spec")
 import kfp_check  # noqa: E402
 

@@ -27,6 +27,7 @@ from pipespec.runtime.progress import Reporter
 from pipespec.runtime.store import Store
 from pipespec.targets.ray import jobs
 
+pytestmark = pytest.mark.ray
 pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parent.parent
 RUN_IR = "import sys; from pipespec.targets.ray.executor import run_ir; sys.exit(run_ir(*sys.argv[1:4], " \

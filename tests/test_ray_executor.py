@@ -21,6 +21,7 @@ from pipespec.runtime.progress import Reporter
 from pipespec.runtime.registry import Registry
 from pipespec.runtime.store import Store
 
+pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
 
 from pipespec.targets.ray import executor

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.ray
 pytest.importorskip("ray")
 
 from pipespec.targets.ray import cluster  # noqa: E402
