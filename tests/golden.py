@@ -42,8 +42,8 @@ def _stand_in(data: bytes, stand_ins: dict[str, str]) -> bytes:
 
 
 def _report(folder: str, got: dict[str, bytes], expected: dict[str, bytes]) -> str:
-    lines = [f"generated files differ from tests/golden/{folder} "
-             "(if the change is intended: pytest --update-golden, then review the diff)"]
+    hint = "if the change is intended: pytest --update-golden, then review the diff"
+    lines = [f"generated files differ from tests/golden/{folder} ({hint})"]
     for rel in sorted(set(got) | set(expected)):
         if rel not in expected:
             lines.append(f"new file: {rel}")

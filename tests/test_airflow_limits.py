@@ -86,12 +86,12 @@ def test_a_1000_character_feature_name_is_refused_naming_the_node_and_its_line()
 
 def test_rollout_step_task_ids_count_their_suffix():
     """The rollout of a model named to make `rollout_<model>` 249 characters has step tasks
-    `…-step1` over the limit: refused, naming the rollout node once."""
+    `…_step1` over the limit: refused, naming the rollout node once."""
     model = "m" * (249 - len("rollout_"))
     with pytest.raises(UnsupportedError) as err:
         target.compile(graph(model=model), {})
     assert [p for p, _ in err.value.problems] == [f"rollout.{'m' * 52}… (pipeline.yaml:19:1)"]
-    assert "-hold1' is 255 characters" not in str(err.value)  # the longest id is named
+    assert "_hold1' is 255 characters" not in str(err.value)  # the longest id is named
 
 
 def test_every_long_node_is_one_problem_of_one_error():

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.airflow
 pytest.importorskip("airflow")
 
 ROOT = Path(__file__).resolve().parent.parent
-HOLDS = re.compile(r".*-hold\d+$")
+HOLDS = re.compile(r".*_hold\d+$")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -83,7 +83,7 @@ def test_churn_runs_end_to_end_with_the_local_keys_and_digests(churn, tmp_path, 
     run, states = run_dag(folder, tmp_path / "af-store", churn.parent, monkeypatch)
     assert str(run.state) == "success", states
     assert set(states.values()) == {"success"}
-    assert set(states) >= {"source_customers", "gate_model_quality", "rollout_churn_gbm-step3", "rollout_churn_gbm"}
+    assert set(states) >= {"source_customers", "gate_model_quality", "rollout_churn_gbm_step3", "rollout_churn_gbm"}
     local = local_outputs(churn, tmp_path / "local-store")
     assert store_outputs(churn, tmp_path / "af-store") == local
     assert all(key and digest for key, digest in local.values())
@@ -97,8 +97,8 @@ def test_a_second_run_reuses_every_node_and_skips_the_decided_rollout_steps(chur
     run, states = run_dag(folder, store, churn.parent, monkeypatch, skip_holds=False)
     assert str(run.state) == "success"
     # step 1 finds the rollout decided (cached): it, the holds and later steps are skipped, not waited
-    assert states["rollout_churn_gbm-step1"] == states["rollout_churn_gbm-hold1"] == "skipped"
-    assert states["rollout_churn_gbm-step3"] == "skipped" and states["rollout_churn_gbm"] == "success"
+    assert states["rollout_churn_gbm_step1"] == states["rollout_churn_gbm_hold1"] == "skipped"
+    assert states["rollout_churn_gbm_step3"] == "skipped" and states["rollout_churn_gbm"] == "success"
     after = {p: p.stat().st_mtime_ns for p in (store / "objects").rglob("*") if p.is_file()}
     assert after == before  # nothing recomputed
 
@@ -147,9 +147,9 @@ def test_a_hold_is_really_waited_between_the_steps(tmp_path, monkeypatch):
                           skip_holds=False)
     assert str(run.state) == "success", states
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
-    hold = tis["rollout_m-hold1"]
-    assert hold.state == "success" and (hold.end_date - tis["rollout_m-step1"].end_date).total_seconds() >= 3
-    assert tis["rollout_m-step2"].start_date >= hold.end_date
+    hold = tis["rollout_m_hold1"]
+    assert hold.state == "success" and (hold.end_date - tis["rollout_m_step1"].end_date).total_seconds() >= 3
+    assert tis["rollout_m_step2"].start_date >= hold.end_date
     assert store_outputs(spec, tmp_path / "store") == local_outputs(spec, tmp_path / "local")
 
 
@@ -159,7 +159,7 @@ def test_a_rollback_stops_at_its_step_and_fails_the_decision(tmp_path, monkeypat
     run, states = run_dag(compile_dag(spec, f"rollback-{flavour}", operator=flavour), tmp_path / "store",
                           tmp_path, monkeypatch)
     # the step that rolled back skips itself, the hold and the later steps; the decision runs
-    assert states["rollout_m-step1"] == states["rollout_m-hold1"] == states["rollout_m-step2"] == "skipped"
+    assert states["rollout_m_step1"] == states["rollout_m_hold1"] == states["rollout_m_step2"] == "skipped"
     assert states["rollout_m"] == "failed" and str(run.state) == "failed"
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
     assert tis["rollout_m"].try_number == 1  # a rolled-back decision is not retried
@@ -168,10 +168,10 @@ def test_a_rollback_stops_at_its_step_and_fails_the_decision(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("strategy, steps, rollback_if, last, outcome", [
-    ("canary", "[{traffic: 100}]", "latency_p99_ms >= 0", "rollout_m-step1", "failed"),  # rolls back at the last
-    ("blue_green", "[]", "latency_p99_ms >= 0", "rollout_m-step1", "failed"),
-    ("blue_green", "[{traffic: 100, hold: 1s}]", "error_rate > 0.5", "rollout_m-hold1", "success"),
-    ("shadow", "[]", "error_rate > 0.5", "rollout_m-step1", "success"),
+    ("canary", "[{traffic: 100}]", "latency_p99_ms >= 0", "rollout_m_step1", "failed"),  # rolls back at the last
+    ("blue_green", "[]", "latency_p99_ms >= 0", "rollout_m_step1", "failed"),
+    ("blue_green", "[{traffic: 100, hold: 1s}]", "error_rate > 0.5", "rollout_m_hold1", "success"),
+    ("shadow", "[]", "error_rate > 0.5", "rollout_m_step1", "success"),
     ("direct", "[]", "error_rate > 0.5", None, "success"),
 ])
 def test_every_strategy_reaches_its_decision(tmp_path, monkeypatch, strategy, steps, rollback_if, last, outcome):
@@ -180,6 +180,6 @@ def test_every_strategy_reaches_its_decision(tmp_path, monkeypatch, strategy, st
                           monkeypatch, skip_holds=False)
     assert states["rollout_m"] == outcome and str(run.state) == outcome, states
     assert set(states) == {"source_rows", "train_m", "evaluate_m", "rollout_m"} | ({last} if last else set()) | (
-        {"rollout_m-step1"} if last else set())
+        {"rollout_m_step1"} if last else set())
     local = local_outputs(spec, tmp_path / "local")
     assert store_outputs(spec, tmp_path / "store") == local

@@ -1,10 +1,9 @@
 """The `airflow` target: a thin Airflow 3 DAG file plus the canonical IR beside it.
 
 One task per IR node (rollouts: one task per rollout step, a hold between steps, then the
-decision); dependencies from the IR's edges.  The DAG file is data-driven: a table of
-tasks written as Python literals and a small loop that builds the operators, so the
-scheduler's parse imports only Airflow.  Every spec value enters it through the `py` and
-`ident` filters of `base.python_template` (checked literals); no field of any generated
+decision); dependencies from the IR's edges.  The DAG file (dagfile.py) reads like a hand-written
+one; the scheduler's parse imports only Airflow.  Every spec value enters it through the `py`
+and `ident` filters of `base.python_template` (checked literals); no field of any generated
 operator is a Jinja template, so `{{ }}` in a spec is never rendered by Airflow either.
 """
 
@@ -15,19 +14,13 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 from pipespec.compiler.ir import Graph, Node
-from pipespec.compiler.spec import parse_duration
 
 from .. import kube
-from ..base import (Artifact, UnsupportedError, ir_file, python_template, short_file_name,
-                    unknown_options)
-
-# exit codes of `pipespec step` (runtime/stepcli.py; not imported, so compiling stays light —
-# a test checks they agree)
-EXIT_GATE, EXIT_ROLLED_BACK, EXIT_DECIDED = 3, 4, 5
+from ..base import Artifact, UnsupportedError, ir_file, short_file_name, unknown_options
+from .dagfile import EXIT_DECIDED, EXIT_GATE, EXIT_ROLLED_BACK, doc_md, render, summary  # noqa: F401
 
 name = "airflow"
 description = "an Airflow 3 DAG file (python, bash or kubernetes tasks) and the IR it runs"
@@ -48,14 +41,13 @@ OPTIONS = {
 SPEC_OPTIONS = ("schedule", "start_date", "catchup", "tags", "owner", "retries", "retry_delay", "pool")
 OPTIONS.update({key: f"overrides targets.airflow.{key}" + (" (comma-separated)" if key == "tags" else "")
                 for key in SPEC_OPTIONS})
-TASK_ID = re.compile(r"[^A-Za-z0-9_-]")
+TASK_ID = re.compile(r"[^A-Za-z0-9_]")
 ID_MAX = 250  # task and DAG ids: Airflow's `validate_key` (airflow/sdk/definitions/_internal/node.py)
-_TEMPLATE = resources.files(__package__).joinpath("dag.py.j2").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
 class Task:
-    """One row of the DAG file's task table."""
+    """One task of the DAG: what it runs, after which tasks, with which operator arguments."""
 
     task_id: str
     node_id: str
@@ -64,15 +56,12 @@ class Task:
     upstream: tuple[str, ...]
     kwargs: dict = field(default_factory=dict)
 
-    def row(self) -> tuple:
-        return (self.task_id, self.node_id, self.what, self.arg, self.upstream, self.kwargs)
-
 
 def compile(ir: Graph, options: dict[str, Any]) -> Artifact:  # noqa: A001 - the Target protocol
     settings = _settings(ir, options)
     tasks = task_table(ir, settings)
     ir_name, ir_bytes = ir_file(ir)
-    dag = _render(ir, settings, tasks, ir_name, hashlib.sha256(ir_bytes).hexdigest())
+    dag = render(ir, settings, tasks, ir_name, hashlib.sha256(ir_bytes).hexdigest())
     return Artifact({short_file_name(settings["dag_id"], ".py"): dag.encode(), ir_name: ir_bytes})
 
 
@@ -134,7 +123,7 @@ def _spec_overrides(options: dict[str, Any]) -> tuple[dict, list[tuple[str, str]
 
 
 def task_id(node_id: str) -> str:
-    """The Airflow task id of an IR node: `[A-Za-z0-9_-]` only (`train.churn` -> `train_churn`)."""
+    """The Airflow task id of an IR node: `[A-Za-z0-9_]` only (`train.churn` -> `train_churn`)."""
     return TASK_ID.sub("_", node_id)
 
 
@@ -159,11 +148,11 @@ def task_table(ir: Graph, settings: dict) -> list[Task]:
 def _rollout_tasks(node, upstream: tuple[str, ...], kwargs: dict) -> list[Task]:
     base, out, last = task_id(node.id), [], upstream
     for k, st in enumerate(node.run_steps(), start=1):
-        out.append(Task(f"{base}-step{k}", node.id, "step", k, last, kwargs))
-        last = (f"{base}-step{k}",)
+        out.append(Task(f"{base}_step{k}", node.id, "step", k, last, kwargs))
+        last = (f"{base}_step{k}",)
         if st.hold_seconds:
-            out.append(Task(f"{base}-hold{k}", node.id, "hold", st.hold_seconds, last))
-            last = (f"{base}-hold{k}",)
+            out.append(Task(f"{base}_hold{k}", node.id, "hold", st.hold_seconds, last))
+            last = (f"{base}_hold{k}",)
     decision = dict(kwargs, trigger_rule="none_failed") if out else kwargs
     # the decision also reads the gates directly, so a failed gate skips it
     return out + [Task(base, node.id, "decision", None, tuple(sorted(set(last) | set(upstream))), decision)]
@@ -215,13 +204,6 @@ def _task_kwargs(node: Node, settings: dict) -> dict:
     return kwargs
 
 
-def doc_md(text: str | None, what: str, node: Node | None = None) -> str:
-    """Markdown for the Airflow UI.  It always ends with the generated footer: Airflow reads
-    a `doc_md` ending in `.md` as a file path, which a spec must never trigger."""
-    where = f" (spec line {node.span.line})" if node is not None and node.span else ""
-    return ((text.rstrip() + "\n\n") if text else "") + f"*{what}{where}, generated by pipespec.*"
-
-
 def pod_name(node_id: str) -> str:
     """A DNS label for the pod (`pipespec-train-churn`); long ids keep a hash suffix (the
     operator appends its own random suffix, so the name stays well under 63)."""
@@ -241,31 +223,3 @@ def _k8s_requests(res) -> dict | None:
         limits["nvidia.com/gpu"] = str(res.gpus)
     out = {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
     return out or None
-
-
-# --- the file ------------------------------------------------------------------------------
-
-
-def _render(ir: Graph, s: dict, tasks: list[Task], ir_name: str, ir_sha256: str) -> str:
-    default_args = {k: s[k] for k in ("owner", "retries", "pool") if s.get(k) is not None}
-    flavour = s["operator"]
-    return python_template(_TEMPLATE).render(
-        flavour=flavour, dag_id=s["dag_id"], pipeline=ir.pipeline, ir_file=ir_name, ir_sha256=ir_sha256,
-        description=_first_line(ir.description) or f"pipespec pipeline {ir.pipeline}",
-        doc=doc_md(ir.description, f"pipespec pipeline `{ir.pipeline}` from {ir.source_file or 'a spec'}"),
-        schedule=s.get("schedule"), start_date=_date(s.get("start_date")), catchup=bool(s.get("catchup")),
-        tags=sorted(set(s.get("tags", []))), default_args=default_args,
-        retry_delay=parse_duration(s["retry_delay"]) if s.get("retry_delay") else None, rows=[t.row() for t in tasks],
-        holds=any(t.what == "hold" for t in tasks), store=s.get("store"), root=s.get("root"),
-        image=s.get("image"), namespace=s.get("namespace") or "default",
-        ir_in_pod=s.get("ir") or f"/pipespec/{ir_name}", exit_rolled_back=EXIT_ROLLED_BACK,
-        skip_step=(EXIT_GATE, EXIT_ROLLED_BACK, EXIT_DECIDED), skip_other=(EXIT_GATE,))
-
-
-def _first_line(text: str | None) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[0][:200] if lines else ""
-
-
-def _date(text: str | None) -> tuple[int, int, int] | None:
-    return tuple(int(p) for p in text.split("-")) if text else None
