@@ -236,6 +236,7 @@ def test_rollback_when_rollback_if_triggers(tmp_path):
 # --- step in a fresh process ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_step_in_fresh_processes_gives_the_same_keys_and_digests(churn_runs, tmp_path):
     spec, (_, local, graph), _ = churn_runs
     ir_path = tmp_path / "ir.json"

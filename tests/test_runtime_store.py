@@ -108,6 +108,7 @@ def test_disk_full_fails_the_node_and_caches_nothing_for_it(tmp_path, monkeypatc
 # --- kill -9, concurrency, corruption (real subprocesses) -----------------------------------
 
 
+@pytest.mark.slow
 def test_kill_9_at_any_point_leaves_a_valid_store(tmp_path):
     spec = copy_churn(tmp_path)
     store = Store(str(spec.parent / ".pipespec"))
@@ -194,6 +195,7 @@ def test_a_corrupt_object_found_by_verify_delete_is_recomputed_by_the_next_run(t
 # --- gc ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_gc_keeps_the_latest_runs_and_registered_models(tmp_path):
     spec = copy_churn(tmp_path)
     assert run_cli(spec).returncode == 0
