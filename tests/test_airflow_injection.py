@@ -129,6 +129,7 @@ def test_payloads_change_only_constants_of_the_generated_dag(tmp_path, flavour):
 
 
 @pytest.mark.parametrize("flavour", ["python", "bash"])
+@pytest.mark.slow
 def test_a_dag_full_of_payloads_runs_without_executing_any(tmp_path, monkeypatch, flavour):
     airflow_env.migrate()
     sentinel = tmp_path / "SENTINEL"

@@ -21,7 +21,7 @@ from pipespec.runtime.step import open_runner
 from pipespec.runtime.store import Store
 from pipespec.targets import airflow as target
 
-pytestmark = pytest.mark.airflow
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]  # every test waits for the metadata DB (~13 s)
 pytest.importorskip("airflow")
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from pipespec.runtime.progress import Reporter
 from pipespec.runtime.store import Store
 from pipespec.targets import kubeflow
 
-pytestmark = pytest.mark.kubeflow
+pytestmark = [pytest.mark.kubeflow, pytest.mark.slow]  # every test needs the churn run (~14 s)
 pytest.importorskip("kfp.pipeline_spec")
 import kfp_check  # noqa: E402
 

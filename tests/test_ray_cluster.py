@@ -27,7 +27,7 @@ from pipespec.runtime.progress import Reporter
 from pipespec.runtime.store import Store
 from pipespec.targets.ray import jobs
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # every test starts a Ray (6-27 s)
 pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parent.parent
 RUN_IR = "import sys; from pipespec.targets.ray.executor import run_ir; sys.exit(run_ir(*sys.argv[1:4], " \

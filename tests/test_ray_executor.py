@@ -21,7 +21,7 @@ from pipespec.runtime.progress import Reporter
 from pipespec.runtime.registry import Registry
 from pipespec.runtime.store import Store
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # a local Ray and the churn run: ~13 s
 ray = pytest.importorskip("ray")
 
 from pipespec.targets.ray import executor
