@@ -42,10 +42,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipespec.compiler import loader
+from pipespec.compiler import exprparse, loader
 from pipespec.compiler import params as P
 from pipespec.compiler.diagnostics import Diagnostics
-from pipespec.compiler import exprparse
 from pipespec.compiler.ir import gc_paused
 from pipespec.compiler.lower import Lowering, compile_text
 from pipespec.compiler.validate import validate
