@@ -12,6 +12,10 @@ empty file, JSON of the wrong shape), runs `pipespec cache verify` (did it notic
   --delete`) made the next run exit 0 with the clean digests;
 - anything else is a finding: a traceback, a wrong digest, a hint that did not work.
 
+"damage left after" says whether `cache verify` still finds something after that: a
+damaged file no node reads (a leaf's output flipped in place, same size) stays until
+`run --verify` or `cache verify --delete`.
+
 `plan`, `runs` and `show` are run on every damaged record and every flipped file too:
 they must never print a traceback.  Prints a markdown table and a summary; exits 1 when any case is a finding.
 """
@@ -109,8 +113,9 @@ def run_case(work: Path, clean_store: Path, spec_dir: Path, part: str, rel: str,
     tracebacks = [p for p in (*side, first) if "Traceback" in p.stdout + p.stderr]
     if tracebacks:
         outcome = "TRACEBACK"
+    left = cli("cache", "verify", "--store", str(store), cwd=case_dir).returncode == 1
     return {"part": part, "file": rel, "how": how, "verify": "yes" if noticed else "no",
-            "run": first.returncode, "outcome": outcome, "hint": hint}
+            "run": first.returncode, "outcome": outcome, "hint": hint, "left": "yes" if left else "no"}
 
 
 def _judge(proc, store: Path, pipeline: str, clean: dict) -> tuple[str, str]:
@@ -147,10 +152,12 @@ def main() -> int:
                 break
             rows.append(run_case(work, spec_dir / ".pipespec", spec_dir, part, rel, how, pipeline, clean, rng))
             r = rows[-1]
-            print(f"{r['part']:<28} {r['how']:<16} verify={r['verify']:<3} run={r['run']:<3} {r['outcome']}",
-                  flush=True)
-    table = ["| part | damage | `cache verify` noticed | `run` exit | outcome |", "|---|---|---|---|---|"]
-    table += [f"| {r['part']} | `{r['how']}` | {r['verify']} | {r['run']} | {r['outcome']} |" for r in rows]
+            print(f"{r['part']:<28} {r['how']:<16} verify={r['verify']:<3} run={r['run']:<3} {r['outcome']}"
+                  f" damage left={r['left']}", flush=True)
+    table = ["| part | damage | `cache verify` noticed | `run` exit | outcome | damage left after |",
+             "|---|---|---|---|---|---|"]
+    table += [f"| {r['part']} | `{r['how']}` | {r['verify']} | {r['run']} | {r['outcome']} | {r['left']} |"
+              for r in rows]
     counts = Counter(r["outcome"] for r in rows)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     print("\n".join(table) + f"\n\n{len(rows)} cases: {summary}")
