@@ -86,3 +86,16 @@ def _excluded(markexpr: str, marks: set[str]) -> bool:
         if expression.evaluate(on.__contains__):
             return False
     return True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_home(tmp_path_factory):
+    """XDG_CACHE_HOME set before any module-scoped fixture runs, so a store that fixture fills
+    has compile and stat caches signed with the key later tests read (runtime/localkey.py)."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.getbasetemp() / "xdg-cache")
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
