@@ -82,10 +82,10 @@ def _collect(s, main, keep_runs: int, grace: float, out: Collected, dry_run: boo
         path = s.object_path(digest)
         if digest in live_objects or now - _mtime(s, path) < grace:
             continue
-        out.objects.append(_rel(s, path))
+        out.objects.append(s.relpath(path))
         out.bytes += _size(s, path)
         if not dry_run:
-            s.remove(_rel(s, path))
+            s.remove(s.relpath(path))
     for rel in s.list("rollout-steps"):  # reports of rollout steps run as their own tasks
         key = rel.split("/")[1] if rel.count("/") == 2 else None
         if key and key not in live_keys and now - _mtime(s, s.path(rel)) >= grace:
@@ -114,11 +114,6 @@ def _step_keys(s, keep: int, grace: float, out: Collected, dry_run: bool) -> set
     return keys
 
 
-
-
-def _rel(store, path: str) -> str:
-    prefix = store.root.rstrip("/") + "/"
-    return path[len(prefix):] if path.startswith(prefix) else path
 
 
 def _mtime(store, path: str) -> float:

@@ -8,6 +8,8 @@ again and does it again, idempotently.  Light: the registry only, no op module.
 
 from __future__ import annotations
 
+from pipespec.compiler import ir
+
 from .registry import version_of
 
 _STAGE_OF = {"promoted": "production", "rolled_back": "archived"}
@@ -18,9 +20,9 @@ def missing_effect(ctx, summary: dict) -> str | None:
     registry = ctx.registry
     if ctx.sample is not None or registry is None or registry.read_only:
         return None
-    if ctx.node.kind == "Evaluate":
+    if isinstance(ctx.node, ir.Evaluate):
         return _registered(ctx, ctx.node.name)
-    if ctx.node.kind == "Rollout":
+    if isinstance(ctx.node, ir.Rollout):
         return _registered(ctx, ctx.node.model) or _staged(ctx, summary)
     return None
 

@@ -263,11 +263,12 @@ class Store:
 
     def discard(self, digest: str) -> None:
         """Remove a corrupt object, so that recomputing it writes it anew."""
-        self.remove(self._rel(self.object_path(digest)))
+        self.remove(self.relpath(self.object_path(digest)))
 
-    def _rel(self, path: str) -> str:
+    def relpath(self, path: str) -> str:
+        """A full path under the store's root as the store-relative path its methods take."""
         prefix = self.root.rstrip("/") + "/"
-        return path[len(prefix):] if path.startswith(prefix) else path
+        return path[len(prefix):] if path.startswith(prefix) else path.lstrip("/")
 
     def list(self, relpath: str) -> list[str]:
         """Relative paths of the files under a directory of the store (sorted; temp files skipped)."""
@@ -279,8 +280,7 @@ class Store:
                 found = self.fs.find(base) if self.fs.exists(base) else []
         except OSError as exc:
             raise StoreError(f"cannot list {base}: {exc}") from None
-        prefix = self.root.rstrip("/") + "/"
-        rel = [p[len(prefix):] if p.startswith(prefix) else p.lstrip("/") for p in found]
+        rel = [self.relpath(p) for p in found]
         return sorted(r for r in rel if not os.path.basename(r).startswith(TMP_PREFIX))
 
     def iter_entries(self) -> Iterator[tuple[str, str, CacheEntry | DamagedEntry]]:

@@ -22,7 +22,7 @@ from typing import Callable
 from . import artifacts, records
 from .errors import RunError
 from .hashing import digest_bytes
-from .registry import record_problem
+from .registry import Registry, record_problem
 from .store import CacheEntry, Store, check_hex
 
 
@@ -45,7 +45,7 @@ class _Objects:
 def verify(store: Store, delete: bool = False) -> list[Problem]:
     problems: list[Problem] = []
     for s in [store, *namespaces(store)]:
-        problems += _verify_store(s, main=s is store)
+        problems += _verify_store(s, "" if s is store else store.relpath(s.root) + "/")
     problems += _state(store)
     if delete:
         for problem in problems:
@@ -66,12 +66,12 @@ def _fix(store: Store, problem: Problem) -> None:
         store.remove(relpath)
 
 
-def _verify_store(s: Store, main: bool) -> list[Problem]:
-    prefix = "" if main else s.root[len(s.root.rsplit("/namespaces/", 1)[0]) + 1:] + "/"
+def _verify_store(s: Store, prefix: str) -> list[Problem]:
+    """The problems of one store (the main one, or a namespace `prefix` below it)."""
     objects, problems = _objects(s, prefix)
     problems += _entries(s, prefix, objects)
     problems += _records(s, prefix)
-    problems += _registry(s, prefix, objects) if main else []
+    problems += _registry(s, prefix, objects) if not prefix else []
     problems += _step_reports(s, prefix)
     return problems
 
@@ -191,10 +191,8 @@ def _model_lost(s: Store, digest: str, objects: _Objects) -> str | None:
 
 
 def _archive(s: Store, record: dict, why: str) -> None:
-    history = [*record.get("history", []), {"stage": "archived", "at": None,
-                                            "note": f"cache verify --delete: {why}"}]
-    s.write_json(f"registry/{record['pipeline']}/{record['model']}/{record['version']}.json",
-                 dict(record, stage="archived", history=history))
+    Registry(s).set_stage(record["pipeline"], record["model"], record["version"], "archived",
+                          f"cache verify --delete: {why}")
 
 
 def _state(store: Store) -> list[Problem]:
@@ -206,13 +204,13 @@ def _state(store: Store) -> list[Problem]:
     cache = CompileCache(location(store))
     for path, why in cache.damaged():
         problems.append(Problem(f"compile cache {os.path.basename(path)[:12]}…", why,
-                                [_relative(store, path)]))
+                                [store.relpath(path)]))
     from .statcache import location as stat_location
     db = stat_location(store)
     why = _sqlite_problem(db) if os.path.exists(db) else None
     if why:
         paths = [db + suffix for suffix in ("", "-wal", "-shm") if os.path.exists(db + suffix)]
-        problems.append(Problem("source stat cache", why, [_relative(store, p) for p in paths]))
+        problems.append(Problem("source stat cache", why, [store.relpath(p) for p in paths]))
     return problems
 
 
@@ -224,7 +222,3 @@ def _sqlite_problem(db: str) -> str | None:
     except sqlite3.Error as exc:
         return f"not a readable stat cache ({exc})"
     return None if result == "ok" else f"damaged ({result})"
-
-
-def _relative(store: Store, path: str) -> str:
-    return os.path.relpath(path, store.root)

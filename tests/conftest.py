@@ -12,10 +12,11 @@ def root() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_color(monkeypatch, tmp_path_factory):
+def _no_color(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
-    # remote stores keep their stat and compile caches under XDG_CACHE_HOME: not in $HOME
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+    # XDG_CACHE_HOME (where remote stores keep their stat and compile caches, and the local
+    # key lives) is set for the whole session by _cache_home below
+    monkeypatch.setenv("XDG_CACHE_HOME", os.environ["XDG_CACHE_HOME"])  # a test's change is undone
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
